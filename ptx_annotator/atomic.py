@@ -1,0 +1,66 @@
+"""Crash-safe file writes: temp file in the same folder, fsync, rename, fsync the folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(target, suffix: str = ""):
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
+
+    ``suffix`` is the temporary name's ending (writers such as nibabel choose the format by it).
+    Whatever writes to the yielded path must close it; this context fsyncs it, renames it over
+    ``target`` and fsyncs the folder. On error the temporary file is removed and ``target`` is
+    left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(target.parent)
+
+
+def write_bytes_atomic(target, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+
+
+def write_json_atomic(target, payload) -> None:
+    write_bytes_atomic(target, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
+
+
+def _fsync_file(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""One module per `ptx-annotate` subcommand, each with ``register(subparsers)``."""

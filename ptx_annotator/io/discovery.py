@@ -1,0 +1,122 @@
+"""Find the DICOM image series under a study folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from ..errors import StudyError
+
+#: Objects that share a study with the CT but carry no image to annotate.
+NON_IMAGE_MODALITIES = {"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "SR", "PR", "KO", "REG", "DOC"}
+
+#: Tags read during discovery (pixel data is left on disk).
+_HEADER_TAGS = [
+    "SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality",
+    "SeriesDescription", "SeriesNumber", "ImagePositionPatient", "ImageOrientationPatient",
+    "Rows", "Columns", "NumberOfFrames",
+]
+
+
+@dataclass
+class SeriesFiles:
+    """The files of one series as found on disk (headers only)."""
+
+    series_uid: str
+    files: list[str] = field(default_factory=list)
+    modality: str = ""
+    description: str = ""
+    series_number: int | None = None
+
+
+@dataclass
+class StudyScan:
+    """What a study folder holds: the image series and the files that were skipped."""
+
+    root: str
+    series: list[SeriesFiles] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def skipped_summary(self, limit: int = 3) -> str:
+        names = ", ".join(f"'{os.path.basename(p)}' ({why})" for p, why in self.skipped[:limit])
+        more = f" and {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""
+        return f"skipped {len(self.skipped)} file(s) that are not DICOM images: {names}{more}"
+
+
+def iter_candidate_files(root: Path):
+    """Every regular file under ``root``, recursively, in a stable order, hidden folders left out."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            yield os.path.join(dirpath, name)
+
+
+def read_header(path: str):
+    """The DICOM header of ``path`` without pixel data, or raise InvalidDicomError / OSError."""
+    return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+
+
+def scan_study(root: str | os.PathLike) -> StudyScan:
+    """Group every DICOM image file under ``root`` by SeriesInstanceUID.
+
+    Files with or without a ``.dcm`` suffix are considered; non-DICOM files and non-image
+    objects (SEG, SR, RTSTRUCT, ...) are recorded in ``skipped`` with the reason.
+    """
+    root_path = Path(root)
+    if not root_path.exists():
+        raise StudyError(f"'{root}' does not exist: give the folder that holds the DICOM series.")
+    if root_path.is_file():
+        candidates = [str(root_path)]
+    else:
+        candidates = list(iter_candidate_files(root_path))
+        if not candidates:
+            raise StudyError(
+                f"'{root}' is empty: no files in it or its subfolders. "
+                "Copy the DICOM series into it, or point at the folder that holds it."
+            )
+    scan = StudyScan(root=str(root_path))
+    by_uid: dict[str, SeriesFiles] = {}
+    for path in candidates:
+        try:
+            ds = read_header(path)
+        except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError) as exc:
+            scan.skipped.append((path, _short_reason(exc, "not a DICOM file")))
+            continue
+        except OSError as exc:
+            scan.skipped.append((path, f"unreadable: {exc.strerror or exc}"))
+            continue
+        modality = str(getattr(ds, "Modality", "") or "")
+        if modality.upper() in NON_IMAGE_MODALITIES or "Rows" not in ds:
+            scan.skipped.append((path, f"DICOM {modality or 'object'} without an image to annotate"))
+            continue
+        uid = str(getattr(ds, "SeriesInstanceUID", "") or "") or "unknown-series"
+        entry = by_uid.get(uid)
+        if entry is None:
+            number = getattr(ds, "SeriesNumber", None)
+            entry = by_uid[uid] = SeriesFiles(
+                series_uid=uid,
+                modality=modality,
+                description=str(getattr(ds, "SeriesDescription", "") or ""),
+                series_number=int(number) if number not in (None, "") else None,
+            )
+        entry.files.append(path)
+    scan.series = sorted(by_uid.values(), key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid))
+    if not scan.series:
+        raise StudyError(
+            f"No DICOM image series found under '{root}': {scan.skipped_summary()}. "
+            "Point at the folder that holds the CT's DICOM files, or at a NIfTI / NRRD file."
+        )
+    return scan
+
+
+def _short_reason(exc: Exception, default: str) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, InvalidDicomError) or not text:
+        return default
+    return f"{default}: {text[:80]}"

@@ -1,0 +1,99 @@
+"""The proposal contract: any proposer turns a Volume into per-slice masks, slice by slice.
+
+A proposer is an object with ``source_id`` (a short stable string recorded in the review log),
+``describe()`` (a JSON-able dict of its settings) and ``iter_slices(volume, first_slice,
+should_cancel)``, a generator of :class:`SliceResult`. The slice on screen comes first, the rest
+follow; ``should_cancel()`` is checked between slices. :func:`propose_volume` runs one to the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+
+from .review import utc_now
+from .volume import Volume
+
+
+@dataclass
+class SliceResult:
+    """The proposal for one z slice, with progress so far."""
+
+    index: int
+    mask: np.ndarray
+    probability: np.ndarray | None
+    done: int
+    total: int
+
+
+@dataclass
+class Proposal:
+    """A whole-volume proposal: mask (uint8), optional probabilities, and where it came from."""
+
+    mask: np.ndarray
+    probabilities: np.ndarray | None
+    source: str
+    params: dict = field(default_factory=dict)
+    created: str = field(default_factory=utc_now)
+    completed: bool = True
+    slices_done: list[int] = field(default_factory=list)
+
+    def record(self) -> dict:
+        """What the review log keeps about this proposal."""
+        return {"source": self.source, "created": self.created, "params": self.params, "completed": self.completed}
+
+
+class Proposer(Protocol):
+    source_id: str
+
+    def describe(self) -> dict: ...
+
+    def iter_slices(self, volume: Volume, first_slice: int | None = None,
+                    should_cancel: Callable[[], bool] | None = None) -> Iterator[SliceResult]: ...
+
+
+def slice_order(n_slices: int, first_slice: int | None) -> list[int]:
+    """``first_slice`` first, then the others outwards from it (the annotator's neighbourhood first)."""
+    if first_slice is None or not 0 <= first_slice < n_slices:
+        return list(range(n_slices))
+    order = [first_slice]
+    for offset in range(1, n_slices):
+        for index in (first_slice + offset, first_slice - offset):
+            if 0 <= index < n_slices:
+                order.append(index)
+    return order
+
+
+def propose_volume(proposer: Proposer, volume: Volume, first_slice: int | None = None,
+                   should_cancel: Callable[[], bool] | None = None,
+                   on_progress: Callable[[SliceResult], None] | None = None,
+                   keep_probabilities: bool = True) -> Proposal:
+    """Run ``proposer`` over every slice (or until cancelled) and gather a :class:`Proposal`."""
+    mask = np.zeros(volume.shape, dtype=np.uint8)
+    probabilities = np.zeros(volume.shape, dtype=np.float32) if keep_probabilities else None
+    done: list[int] = []
+    for result in proposer.iter_slices(volume, first_slice, should_cancel):
+        mask[result.index] = result.mask
+        if probabilities is not None and result.probability is not None:
+            probabilities[result.index] = result.probability
+        done.append(result.index)
+        if on_progress is not None:
+            on_progress(result)
+    return Proposal(mask=mask, probabilities=probabilities, source=proposer.source_id, params=proposer.describe(),
+                    completed=len(done) == volume.shape[0], slices_done=done)
+
+
+def get_proposer(checkpoint=None, proposer: str = "classical", device: str | None = None,
+                 precision: str | None = None, **options) -> Proposer:
+    """The model proposer for ``checkpoint`` if one is given, else the named weight-free proposer."""
+    if checkpoint is not None:
+        from .inference import ModelProposer
+
+        return ModelProposer.from_checkpoint(checkpoint, device=device, precision=precision, **options)
+    if proposer == "classical":
+        from .classical import ClassicalProposer
+
+        return ClassicalProposer(**options)
+    raise ValueError(f"Unknown proposer '{proposer}'; use 'classical' or give a checkpoint.")
