@@ -1,0 +1,34 @@
+"""`ptx-annotate export STUDY --annotator NAME --format seg|nifti --out PATH`: a mask out of the tool."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export", help="write an annotator's mask as DICOM SEG or NIfTI (aligned with the CT)",
+        description="Write an annotator's pneumothorax mask as a DICOM SEG that references the CT slices "
+                    "(opens aligned in 3D Slicer and OHIF) or as NIfTI with the CT's affine.")
+    parser.add_argument("study", help="the CT: DICOM series folder or file, NIfTI or NRRD")
+    parser.add_argument("--annotator", required=True, help="whose mask to export")
+    parser.add_argument("--format", choices=("seg", "nifti"), default="seg", help="DICOM SEG (default) or NIfTI")
+    parser.add_argument("--out", required=True, help="output file, or an existing folder (a default name is used)")
+    parser.add_argument("--store", default=None, help="annotation store folder (default: <study>/.ptx)")
+    parser.add_argument("--series", default=None, help="SeriesInstanceUID when the study holds several series")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..export import export_annotation, load_annotation, mask_provenance
+    from ..io import load_volume
+    from ..store import AnnotationStore
+
+    volume = load_volume(args.study, args.series)
+    store = AnnotationStore.for_study(args.study, args.store)
+    annotation = load_annotation(volume, store, args.annotator)
+    target = export_annotation(volume, annotation, args.format, args.out)
+    provenance = mask_provenance(annotation)
+    slices = int(annotation.mask.reshape(annotation.mask.shape[0], -1).any(axis=1).sum())
+    origin = provenance.algorithm_type.lower() + (f" ({provenance.main_source})" if provenance.main_source else "")
+    print(f"wrote {target}: {args.format}, mask of '{annotation.annotator}' v{annotation.version}, "
+          f"{int(annotation.mask.sum())} voxels on {slices} slices, {origin}")
+    return 0

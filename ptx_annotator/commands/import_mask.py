@@ -1,0 +1,40 @@
+"""`ptx-annotate import STUDY --annotator NAME MASK_PATH`: a NIfTI or DICOM SEG mask into the store."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "import", help="import a NIfTI or DICOM SEG mask as an annotator's mask",
+        description="Save a NIfTI mask or DICOM SEG as a new mask version of one annotator. The mask must lie "
+                    "on the CT's grid (a SEG is matched by referenced slice UIDs or positions); slices with "
+                    "content are marked 'edited' with source 'import:<file name>'.")
+    parser.add_argument("study", help="the CT: DICOM series folder or file, NIfTI or NRRD")
+    parser.add_argument("mask_path", metavar="MASK_PATH", help="NIfTI (.nii.gz) mask or DICOM SEG file")
+    parser.add_argument("--annotator", required=True, help="whose mask it becomes")
+    parser.add_argument("--store", default=None, help="annotation store folder (default: <study>/.ptx)")
+    parser.add_argument("--series", default=None, help="SeriesInstanceUID when the study holds several series")
+    parser.add_argument("--replace", action="store_true", help="replace an existing mask of this annotator")
+    parser.add_argument("--empty-slices", choices=("unreviewed", "accepted"), default="unreviewed",
+                        help="review state of slices without content (accepted: the file covers the whole "
+                             "series and its empty slices are known negatives)")
+    parser.add_argument("--segment", type=int, default=None, help="SEG segment number when none is coded pneumothorax")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..export import import_mask
+    from ..io import load_volume
+    from ..store import AnnotationStore
+
+    volume = load_volume(args.study, args.series)
+    store = AnnotationStore.for_study(args.study, args.store)
+    try:
+        annotation = import_mask(volume, store, args.annotator, args.mask_path, replace=args.replace,
+                                 empty_state=args.empty_slices, segment=args.segment)
+    finally:
+        store.close()
+    record = annotation.extra["imports"][-1]
+    print(f"imported {record['file']} ({record['format']}) as '{annotation.annotator}' v{annotation.version}: "
+          f"{record['voxels']} voxels on {record['slices_with_content']} slices marked edited")
+    return 0

@@ -1,0 +1,254 @@
+"""An annotator's mask out of the tool (DICOM SEG, NIfTI) and masks from elsewhere into the store.
+
+Export reads provenance from the annotation itself: slices whose review entry names a proposer
+(``source``) were proposed by that proposer, so the SEG segment is
+
+* ``MANUAL`` when no slice with content came from a proposer (or only from imports),
+* ``AUTOMATIC`` when some did and no slice with content was accepted or edited by a person,
+* ``SEMIAUTOMATIC`` when some did and a person accepted or edited at least one slice with content,
+
+with an AlgorithmIdentificationSequence naming the proposer that made most of those slices.
+
+Import puts a NIfTI or DICOM SEG mask into the store as one annotator's new mask version. Slices
+with content are marked ``edited`` by that annotator with source ``import:<file name>``; slices
+without content are reset to ``unreviewed`` (or ``accepted`` with ``empty_state='accepted'`` when
+the file is known to cover the whole series). A mask on another grid is refused with
+:class:`GeometryMismatchError`; a NIfTI stored with flipped or permuted axes of the same grid is
+reoriented onto the CT first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import GeometryMismatchError, PtxError
+from .review import ACCEPTED, EDITED, PROPOSED, REVIEWED_STATES, UNREVIEWED, SliceReview, utc_now
+from .store import Annotation, AnnotationStore, safe_annotator_name
+from .volume import Volume, check_same_geometry
+
+FORMATS = ("seg", "nifti")
+SUFFIXES = {"seg": ".dcm", "nifti": ".nii.gz"}
+IMPORT_PREFIX = "import:"
+
+
+@dataclass
+class MaskProvenance:
+    """Who or what made the slices with content of an annotation."""
+
+    algorithm_type: str  # MANUAL, AUTOMATIC or SEMIAUTOMATIC
+    main_source: str | None
+    slices_by_source: dict = field(default_factory=dict)
+    reviewed_slices: int = 0
+    record: dict = field(default_factory=dict)
+
+    def algorithm_info(self):
+        """The :class:`~ptx_annotator.io.seg.AlgorithmInfo` for the SEG, or None when manual."""
+        from .io.seg import AlgorithmInfo
+
+        if self.algorithm_type == "MANUAL" or not self.main_source:
+            return None
+        params = self.record.get("params") or {}
+        version = next((str(params[k]) for k in ("version", "checkpoint_name", "checkpoint", "name") if params.get(k)),
+                       str(self.record.get("created") or "unknown"))
+        flat = {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool))}
+        if self.record.get("created"):
+            flat["proposed_at"] = self.record["created"]
+        family = "image_processing" if self.main_source.lower().startswith("classical") else "ai"
+        return AlgorithmInfo(name=self.main_source, version=version, algorithm_type=self.algorithm_type,
+                             family=family, parameters=flat)
+
+
+def mask_provenance(annotation: Annotation) -> MaskProvenance:
+    """Classify the annotation's mask as manual, automatic or semi-automatic (see module doc)."""
+    content = np.nonzero(np.asarray(annotation.mask).reshape(annotation.mask.shape[0], -1).any(axis=1))[0]
+    latest = _latest_proposal(annotation.proposals)
+    sources: Counter = Counter()
+    reviewed = 0
+    for z in content:
+        entry = annotation.review[int(z)]
+        source = entry.source
+        if source is None and entry.state == PROPOSED and latest:
+            source = latest
+        if source and not source.startswith(IMPORT_PREFIX):
+            sources[source] += 1
+            reviewed += entry.state in REVIEWED_STATES
+    if not sources:
+        return MaskProvenance("MANUAL", None)
+    main = sources.most_common(1)[0][0]
+    kind = "SEMIAUTOMATIC" if reviewed else "AUTOMATIC"
+    return MaskProvenance(kind, main, dict(sources), reviewed, dict(annotation.proposals.get(main) or {}))
+
+
+def _latest_proposal(proposals: dict) -> str | None:
+    if not proposals:
+        return None
+    return max(proposals, key=lambda key: str((proposals[key] or {}).get("created") or ""))
+
+
+def default_export_name(volume: Volume, annotator: str, fmt: str) -> str:
+    key = "".join(c if c.isalnum() or c in "-_." else "_" for c in volume.key)
+    return f"{key}_{safe_annotator_name(annotator)}_pneumothorax{SUFFIXES[fmt]}"
+
+
+def export_annotation(volume: Volume, annotation: Annotation, fmt: str, out) -> Path:
+    """Write ``annotation``'s mask as DICOM SEG (``fmt='seg'``) or NIfTI (``'nifti'``); returns the file.
+
+    ``out`` is a file path, or a folder (existing, or given with a trailing separator) in which a
+    default name is used. The file is written atomically.
+    """
+    if fmt not in FORMATS:
+        raise PtxError(f"Unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}.")
+    check_same_geometry(annotation.mask.shape, annotation.affine, volume.shape, volume.affine,
+                        what_a=f"the mask of '{annotation.annotator}'", what_b="the CT")
+    out_text = os.fspath(out)
+    target = Path(out_text)
+    if target.is_dir() or out_text.endswith(os.sep):
+        target = target / default_export_name(volume, annotation.annotator, fmt)
+    if fmt == "nifti":
+        from .io import save_mask_nifti
+
+        if not target.name.lower().endswith((".nii", ".nii.gz")):
+            raise PtxError(f"A NIfTI export needs a '.nii.gz' (or '.nii') file name, not '{target.name}'.")
+        with atomic_path(target, suffix=".nii.gz" if target.name.lower().endswith(".gz") else ".nii") as tmp:
+            save_mask_nifti(annotation.mask, volume.affine, tmp)
+        return target
+    from .io.seg import write_seg
+
+    provenance = mask_provenance(annotation)
+    described = f"{provenance.algorithm_type.lower()}"
+    if provenance.main_source:
+        described += f" from {provenance.main_source}"
+    with atomic_path(target, suffix=".dcm") as tmp:
+        write_seg(annotation.mask, volume, tmp, annotator=annotation.annotator,
+                  algorithm=provenance.algorithm_info(),
+                  series_description=f"Pneumothorax ({annotation.annotator})",
+                  content_description=f"Pneumothorax mask v{annotation.version}, {described}")
+    return target
+
+
+# -- import -------------------------------------------------------------------------------------
+
+@dataclass
+class ImportedMask:
+    """A mask read from a file onto the CT's grid."""
+
+    mask: np.ndarray
+    file_format: str  # 'nifti' or 'seg'
+    details: dict = field(default_factory=dict)
+
+
+def is_nifti_path(path) -> bool:
+    return str(path).lower().endswith((".nii", ".nii.gz"))
+
+
+def read_mask_file(path, volume: Volume, segment: int | None = None) -> ImportedMask:
+    """Read a NIfTI or DICOM SEG mask onto ``volume``'s grid, refusing any other grid."""
+    path = Path(path)
+    if not path.is_file():
+        raise PtxError(f"'{path}' is not a file: give a NIfTI mask (.nii.gz) or a DICOM SEG file.")
+    if is_nifti_path(path):
+        from .io import load_mask_nifti
+
+        data, affine = load_mask_nifti(path)
+        data, affine = reorient_onto(data, affine, volume.affine)
+        check_same_geometry(data.shape, affine, volume.shape, volume.affine,
+                            what_a=f"the mask '{path.name}'", what_b="the CT")
+        labels = sorted(int(v) for v in np.unique(data) if v)
+        return ImportedMask((data > 0).astype(np.uint8), "nifti", {"labels": labels})
+    from .io.seg import read_seg
+
+    contents = read_seg(path, volume, segment=segment)
+    return ImportedMask(contents.mask, "seg", {
+        "segments": contents.segment_numbers, "algorithm_type": contents.algorithm_type,
+        "algorithm_name": contents.algorithm_name, "seg_series_uid": contents.series_uid,
+        "content_creator": contents.content_creator, "mapped_by": contents.mapped_by,
+    })
+
+
+def reorient_onto(data: np.ndarray, affine: np.ndarray, target_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Permute and flip ``data``'s axes so its index axes run like ``target_affine``'s.
+
+    Only exact axis permutations and flips are done (no resampling); when the axes are not a signed
+    permutation of the target's, the data is returned unchanged and the geometry check refuses it.
+    """
+    affine = np.asarray(affine, dtype=float)
+    target = np.asarray(target_affine, dtype=float)
+    try:
+        relation = np.linalg.solve(target[:3, :3], affine[:3, :3])  # column j: target-index step per data axis j
+    except np.linalg.LinAlgError:
+        return data, affine
+    signed = np.round(relation)
+    if not np.allclose(relation, signed, atol=1e-3) or sorted(np.abs(signed).sum(axis=0)) != [1, 1, 1] \
+            or sorted(np.abs(signed).sum(axis=1)) != [1, 1, 1]:
+        return data, affine
+    out, out_affine = np.asarray(data), affine.copy()
+    for axis in range(3):  # flip data axes that run backwards along their target axis
+        if signed[:, axis].sum() < 0:
+            n = out.shape[axis]
+            out = np.flip(out, axis=axis)
+            out_affine[:3, 3] += out_affine[:3, axis] * (n - 1)
+            out_affine[:3, axis] *= -1
+    order = [int(np.argmax(np.abs(signed[t]))) for t in range(3)]  # data axis feeding target axis t
+    out = np.transpose(out, order)
+    permuted = out_affine.copy()
+    permuted[:3, :3] = out_affine[:3, order]
+    return np.ascontiguousarray(out), permuted
+
+
+def import_mask(volume: Volume, store: AnnotationStore, annotator: str, path, *, replace: bool = False,
+                empty_state: str = UNREVIEWED, segment: int | None = None) -> Annotation:
+    """Save a NIfTI or DICOM SEG mask as ``annotator``'s new mask version of ``volume``.
+
+    Refuses to overwrite an existing non-empty mask unless ``replace`` (the store keeps the
+    previous versions either way).
+    """
+    if empty_state not in (UNREVIEWED, ACCEPTED):
+        raise PtxError(f"Slices without content can be '{UNREVIEWED}' or '{ACCEPTED}', not '{empty_state}'.")
+    imported = read_mask_file(path, volume, segment=segment)
+    annotator = safe_annotator_name(annotator)
+    annotation = store.load_or_empty(volume, annotator)
+    if annotation.mask.any() and not replace:
+        n_slices = int(annotation.mask.reshape(annotation.mask.shape[0], -1).any(axis=1).sum())
+        raise PtxError(
+            f"Annotator '{annotator}' already has a mask of this series (version {annotation.version}, "
+            f"{n_slices} slices with content). Add --replace to replace it (earlier versions stay in the "
+            "store), or import under another annotator name.")
+    name = Path(path).name
+    source = f"{IMPORT_PREFIX}{name}"
+    annotation.mask = imported.mask
+    annotation.affine = np.array(volume.affine, dtype=float)
+    content = imported.mask.reshape(imported.mask.shape[0], -1).any(axis=1)
+    for z, has_content in enumerate(content):
+        if has_content:
+            annotation.review.mark(z, EDITED, by=annotator, source=source)
+        elif empty_state == ACCEPTED:
+            annotation.review[z] = SliceReview(state=ACCEPTED, by=annotator, at=utc_now(), source=source)
+        else:
+            annotation.review[z] = SliceReview()
+    record = {"file": name, "path": os.path.abspath(path), "format": imported.file_format, "at": utc_now(),
+              "voxels": int(imported.mask.sum()), "slices_with_content": int(content.sum()),
+              "empty_slices": empty_state, **imported.details}
+    annotation.extra = {**annotation.extra, "imports": [*annotation.extra.get("imports", []), record]}
+    try:
+        store.save(annotation)
+    finally:
+        store.unlock(annotation.series_key, annotator)
+    return annotation
+
+
+def load_annotation(volume: Volume, store: AnnotationStore, annotator: str) -> Annotation:
+    """The saved annotation of ``annotator``, or a :class:`PtxError` naming who has one."""
+    annotation = store.load(volume.key, annotator, volume)
+    if annotation is None:
+        others = store.annotators(volume.key)
+        hint = f" Annotators of this series: {', '.join(others)}." if others else " Nobody has annotated this series yet."
+        raise PtxError(f"No saved mask of annotator '{annotator}' for series {volume.key} in '{store.root}'.{hint}")
+    if annotation.mask.shape != volume.shape:
+        raise GeometryMismatchError(f"The mask of '{annotator}' has shape {annotation.mask.shape}, the CT {volume.shape}.")
+    return annotation

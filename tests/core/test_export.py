@@ -1,0 +1,199 @@
+"""DICOM SEG and NIfTI export / import of annotator masks on the real TCIA chest CT."""
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+
+from ptx_annotator.cli import main
+from ptx_annotator.errors import GeometryMismatchError, PtxError
+from ptx_annotator.export import export_annotation, import_mask, mask_provenance, read_mask_file
+from ptx_annotator.review import ACCEPTED, EDITED, PROPOSED, UNREVIEWED
+from ptx_annotator.store import Annotation, AnnotationStore
+
+SOURCE = "model:resnet34:ckpt-test"
+
+
+def _annotation(volume, model_made=True):
+    annotation = Annotation.empty(volume, "dr_a")
+    annotation.mask[20:25, 150:230, 70:120] = 1  # image-left columns of five slices
+    annotation.mask[22, 300:320, 400:430] = 1
+    if model_made:
+        annotation.proposals = {SOURCE: {"source": SOURCE, "created": "2026-11-23T18:00:00+00:00",
+                                         "params": {"checkpoint_name": "ckpt-test", "threshold": 0.5},
+                                         "completed": True}}
+        for z in range(volume.shape[0]):
+            annotation.review.mark(z, PROPOSED, by=None, source=SOURCE)
+        annotation.review.mark(22, ACCEPTED, by="dr_a")
+    return annotation
+
+
+def _slice_positions(volume):
+    return np.array([volume.affine[:3, :3] @ (z, 0, 0) + volume.affine[:3, 3] for z in range(volume.shape[0])])
+
+
+def test_seg_export_reads_back_identical_with_source_geometry(tcia_volume, tmp_path):
+    import highdicom as hd
+
+    annotation = _annotation(tcia_volume)
+    path = export_annotation(tcia_volume, annotation, "seg", tmp_path / "ptx.dcm")
+    seg = hd.seg.segread(path)
+
+    assert seg.FrameOfReferenceUID == tcia_volume.frame_of_reference_uid
+    assert seg.StudyInstanceUID == tcia_volume.study_uid
+    slices_with_content = sorted({z for z in range(20, 25)})
+    assert seg.NumberOfFrames == len(slices_with_content)  # empty frames are omitted
+    positions = _slice_positions(tcia_volume)
+    frame_slices = []
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        z = tcia_volume.slice_uids.index(uid)
+        frame_slices.append(z)
+        np.testing.assert_allclose([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient],
+                                   positions[z], atol=1e-3)
+    assert sorted(frame_slices) == slices_with_content
+    referenced = {item.ReferencedSOPInstanceUID for series in seg.ReferencedSeriesSequence
+                  for item in series.ReferencedInstanceSequence}
+    assert referenced == set(tcia_volume.slice_uids)
+
+    pixels = seg.get_pixels_by_source_instance(tcia_volume.slice_uids, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(pixels[..., 0], annotation.mask)
+
+    segment = seg.SegmentSequence[0]
+    assert segment.SegmentLabel == "Pneumothorax"
+    assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "36118008"
+    assert segment.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
+    assert segment.SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert segment.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == SOURCE
+    assert segment.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == "ckpt-test"
+
+    back = read_mask_file(path, tcia_volume)
+    assert back.details["mapped_by"] == "sop_instance_uid"
+    np.testing.assert_array_equal(back.mask, annotation.mask)
+
+
+def test_provenance_manual_automatic_semiautomatic(tcia_volume):
+    assert mask_provenance(_annotation(tcia_volume, model_made=False)).algorithm_type == "MANUAL"
+    semi = _annotation(tcia_volume)
+    assert mask_provenance(semi).algorithm_type == "SEMIAUTOMATIC"
+    automatic = _annotation(tcia_volume)
+    automatic.review.mark(22, PROPOSED, by=None)
+    provenance = mask_provenance(automatic)
+    assert provenance.algorithm_type == "AUTOMATIC" and provenance.main_source == SOURCE
+    imported = _annotation(tcia_volume, model_made=False)
+    for z in range(20, 25):
+        imported.review.mark(z, EDITED, by="dr_a", source="import:other.nii.gz")
+    assert mask_provenance(imported).algorithm_type == "MANUAL"
+
+
+def test_manual_and_empty_seg(tcia_volume, tmp_path):
+    import highdicom as hd
+
+    manual = export_annotation(tcia_volume, _annotation(tcia_volume, model_made=False), "seg", tmp_path)
+    segment = hd.seg.segread(manual).SegmentSequence[0]
+    assert segment.SegmentAlgorithmType == "MANUAL"
+    assert "SegmentationAlgorithmIdentificationSequence" not in segment
+    empty = export_annotation(tcia_volume, Annotation.empty(tcia_volume, "nobody"), "seg", tmp_path / "empty.dcm")
+    seg = hd.seg.segread(empty)
+    assert seg.NumberOfFrames == tcia_volume.shape[0]
+    assert not read_mask_file(empty, tcia_volume).mask.any()
+
+
+def test_nifti_round_trip_and_reoriented_copy(tcia_volume, tmp_path):
+    import nibabel as nib
+
+    from ptx_annotator.io.volume_files import nifti_affine_from_lps
+
+    annotation = _annotation(tcia_volume)
+    path = export_annotation(tcia_volume, annotation, "nifti", tmp_path / "ptx.nii.gz")
+    image = nib.load(str(path))
+    np.testing.assert_allclose(image.affine, nifti_affine_from_lps(tcia_volume.affine), atol=1e-4)
+    assert image.shape == tcia_volume.shape[::-1]
+    np.testing.assert_array_equal(read_mask_file(path, tcia_volume).mask, annotation.mask)
+
+    # the same grid stored with the x axis flipped and the axes in (x, y, z) order reads back identically
+    flipped = np.asarray(image.dataobj)[::-1].copy()
+    affine = image.affine.copy()
+    affine[:3, 3] += affine[:3, 0] * (flipped.shape[0] - 1)
+    affine[:3, 0] *= -1
+    nib.save(nib.Nifti1Image(flipped, affine), str(tmp_path / "flipped.nii.gz"))
+    np.testing.assert_array_equal(read_mask_file(tmp_path / "flipped.nii.gz", tcia_volume).mask, annotation.mask)
+
+
+def test_import_refuses_other_geometry(tcia_volume, tmp_path):
+    import nibabel as nib
+
+    path = export_annotation(tcia_volume, _annotation(tcia_volume), "nifti", tmp_path / "ptx.nii.gz")
+    image = nib.load(str(path))
+    shifted = image.affine.copy()
+    shifted[2, 3] += 2.5  # half a slice along z
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), shifted), str(tmp_path / "shifted.nii.gz"))
+    with pytest.raises(GeometryMismatchError, match="different positions"):
+        read_mask_file(tmp_path / "shifted.nii.gz", tcia_volume)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:, :, :40], image.affine), str(tmp_path / "short.nii.gz"))
+    with pytest.raises(GeometryMismatchError, match="shape"):
+        read_mask_file(tmp_path / "short.nii.gz", tcia_volume)
+
+    seg_path = export_annotation(tcia_volume, _annotation(tcia_volume), "seg", tmp_path / "ptx.dcm")
+    seg = pydicom.dcmread(seg_path)
+    for frame in seg.PerFrameFunctionalGroupsSequence:  # a SEG of another series on the same grid
+        frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID = pydicom.uid.generate_uid()
+    seg.save_as(tmp_path / "by_position.dcm")
+    by_position = read_mask_file(tmp_path / "by_position.dcm", tcia_volume)
+    assert by_position.details["mapped_by"] == "position"
+    np.testing.assert_array_equal(by_position.mask, _annotation(tcia_volume).mask)
+    for frame in seg.PerFrameFunctionalGroupsSequence:  # ... and on a grid shifted by 2.5 mm
+        position = frame.PlanePositionSequence[0].ImagePositionPatient
+        frame.PlanePositionSequence[0].ImagePositionPatient = [position[0], position[1], float(position[2]) + 2.5]
+    seg.save_as(tmp_path / "shifted.dcm")
+    with pytest.raises(GeometryMismatchError, match="not the position of any slice"):
+        read_mask_file(tmp_path / "shifted.dcm", tcia_volume)
+    seg.FrameOfReferenceUID = pydicom.uid.generate_uid()
+    seg.save_as(tmp_path / "other_scan.dcm")
+    with pytest.raises(GeometryMismatchError, match="frame of reference"):
+        read_mask_file(tmp_path / "other_scan.dcm", tcia_volume)
+
+
+def test_import_into_store_marks_states_and_refuses_overwrite(tcia_volume, tmp_path):
+    annotation = _annotation(tcia_volume)
+    path = export_annotation(tcia_volume, annotation, "nifti", tmp_path / "ptx.nii.gz")
+    store = AnnotationStore(tmp_path / "store")
+    imported = import_mask(tcia_volume, store, "dr_b", path)
+    saved = store.load(tcia_volume.key, "dr_b", tcia_volume)
+    np.testing.assert_array_equal(saved.mask, annotation.mask)
+    states = saved.review.states()
+    assert [states[z] for z in range(20, 25)] == [EDITED] * 5
+    assert states[0] == UNREVIEWED and saved.review[22].source == "import:ptx.nii.gz"
+    assert saved.extra["imports"][-1]["voxels"] == int(annotation.mask.sum())
+    with pytest.raises(PtxError, match="--replace"):
+        import_mask(tcia_volume, store, "dr_b", path)
+    again = import_mask(tcia_volume, store, "dr_b", path, replace=True, empty_state=ACCEPTED)
+    assert again.version == imported.version + 1
+    assert store.load(tcia_volume.key, "dr_b").review.states()[0] == ACCEPTED
+
+
+def test_cli_export_then_import_both_formats(tcia_volume, tcia_dir, tmp_path, capsys):
+    store_dir = tmp_path / "store"
+    store = AnnotationStore(store_dir)
+    annotation = _annotation(tcia_volume)
+    store.save(annotation)
+    store.close()
+    for fmt, name in (("seg", "ptx.dcm"), ("nifti", "ptx.nii.gz")):
+        rc = main(["export", str(tcia_dir), "--annotator", "dr_a", "--format", fmt,
+                   "--out", str(tmp_path / name), "--store", str(store_dir)])
+        assert rc == 0, capsys.readouterr().err
+        assert f"wrote {tmp_path / name}" in capsys.readouterr().out
+        rc = main(["import", str(tcia_dir), "--annotator", f"from_{fmt}", str(tmp_path / name), "--store", str(store_dir)])
+        assert rc == 0, capsys.readouterr().err
+        assert "5 slices marked edited" in capsys.readouterr().out
+        np.testing.assert_array_equal(AnnotationStore(store_dir).load(tcia_volume.key, f"from_{fmt}").mask, annotation.mask)
+
+    review = json.loads((store_dir / tcia_volume.key / "from_seg" / "review.json").read_text())
+    assert review["extra"]["imports"][0]["format"] == "seg"
+    rc = main(["import", str(tcia_dir), "--annotator", "from_seg", str(tmp_path / "ptx.dcm"), "--store", str(store_dir)])
+    assert rc == 2 and "--replace" in capsys.readouterr().err
+    rc = main(["export", str(tcia_dir), "--annotator", "nobody", "--format", "seg",
+               "--out", str(tmp_path / "x.dcm"), "--store", str(store_dir)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "No saved mask of annotator 'nobody'" in err and "dr_a" in err
