@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -13,7 +14,7 @@ from pydicom.pixels import apply_modality_lut
 
 from ..errors import NotCTError, SeriesError, StudyError
 from ..volume import Volume
-from .discovery import SeriesFiles, scan_study
+from .discovery import SeriesFiles, StudyScan, group_series, iter_candidate_files, short_reason
 
 #: Relative deviation of one slice step from the median step that counts as uneven.
 UNEVEN_TOLERANCE = 0.05
@@ -33,13 +34,13 @@ def load_series(path, series_uid: str | None = None, *, allow_non_ct: bool = Fal
         Load MR, PT, CR ... too (the values are then not HU).
     """
     if isinstance(path, SeriesFiles):
-        series, notes = path, []
+        volume = read_series_files(path.files, allow_non_ct=allow_non_ct)
     else:
-        scan = scan_study(path)
-        notes = [scan.skipped_summary()] if scan.skipped else []
+        scan, datasets = _read_study(path)
         series = _pick_series(scan.series, series_uid, path)
-    volume = read_series_files(series.files, allow_non_ct=allow_non_ct)
-    volume.warnings[:0] = notes
+        volume = _volume_from_datasets([datasets[f] for f in series.files], series.files, allow_non_ct)
+        if scan.skipped:
+            volume.warnings.insert(0, scan.skipped_summary())
     volume.source = str(path.files[0] if isinstance(path, SeriesFiles) else path)
     return volume
 
@@ -59,6 +60,51 @@ def _pick_series(series: list[SeriesFiles], series_uid: str | None, path) -> Ser
     return series[0]
 
 
+def _read_study(path) -> tuple[StudyScan, dict]:
+    """Read every DICOM image under ``path`` once, fully, grouped like :func:`scan_study`."""
+    root = Path(path)
+    if not root.exists():
+        raise StudyError(f"'{path}' does not exist: give the folder that holds the DICOM series.")
+    candidates = [str(root)] if root.is_file() else list(iter_candidate_files(root))
+    if not candidates:
+        raise StudyError(f"'{path}' is empty: no files in it or its subfolders. "
+                         "Copy the DICOM series into it, or point at the folder that holds it.")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_try_read, candidates))
+    scan, datasets = StudyScan(root=str(root)), {}
+    for candidate, (ds, reason) in zip(candidates, results):
+        if ds is None:
+            scan.skipped.append((candidate, reason))
+        else:
+            datasets[candidate] = ds
+    scan.series = group_series(datasets, scan.skipped)
+    if not scan.series:
+        raise StudyError(f"No DICOM image series found under '{path}': {scan.skipped_summary()}. "
+                         "Point at the folder that holds the CT's DICOM files, or at a NIfTI / NRRD file.")
+    return scan, datasets
+
+
+def _try_read(path: str):
+    try:
+        return pydicom.dcmread(path), ""
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError) as exc:
+        if _has_dicom_preamble(path):
+            raise SeriesError(f"'{os.path.basename(path)}' ({path}) is a DICOM file but is truncated or damaged "
+                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). "
+                              "Re-copy it from the source, or remove it.") from exc
+        return None, short_reason(exc, "not a DICOM file")
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror or exc}"
+
+
+def _has_dicom_preamble(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
 def _read_one(path: str):
     try:
         ds = pydicom.dcmread(path)
@@ -67,7 +113,7 @@ def _read_one(path: str):
     return ds
 
 
-def _pixels_hu(ds, path: str) -> np.ndarray:
+def _raw_pixels(ds, path: str) -> np.ndarray:
     try:
         raw = ds.pixel_array
     except Exception as exc:  # truncated data, missing decoder, bad header
@@ -80,16 +126,57 @@ def _pixels_hu(ds, path: str) -> np.ndarray:
             f"'{path}' holds {raw.shape[0] if raw.ndim == 3 else '?'} frames in one file (multi-frame / enhanced CT), "
             "which this reader does not stack. Export the series as single-frame slices."
         )
-    return apply_modality_lut(raw, ds)
+    return raw
+
+
+def _linear_lut(ds) -> tuple[float, float] | None:
+    """(slope, intercept) when the modality LUT is linear, None when it is a LUT sequence."""
+    if "ModalityLUTSequence" in ds:
+        return None
+    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+    intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+    return slope, intercept
+
+
+def _stack_hu(datasets: list, files: list[str]) -> np.ndarray:
+    """HU of every slice in one preallocated array: int16 when whole numbers fit, float32 otherwise."""
+    luts = [_linear_lut(ds) for ds in datasets]
+    integral = all(lut is not None and lut[0].is_integer() and lut[1].is_integer() for lut in luts)
+    rows, cols = int(datasets[0].Rows), int(datasets[0].Columns)
+    out = np.empty((len(datasets), rows, cols), dtype=np.int16 if integral else np.float32)
+    for k, (ds, path, lut) in enumerate(zip(datasets, files, luts)):
+        raw = _raw_pixels(ds, path)
+        if lut is None:
+            out[k] = apply_modality_lut(raw, ds)
+            continue
+        slope, intercept = lut
+        if integral:
+            values = raw.astype(np.int32)
+            if slope != 1:
+                values *= int(slope)
+            values += int(intercept)
+            if values.min() < -32768 or values.max() > 32767:
+                return _stack_float(datasets, files)
+            out[k] = values
+        else:
+            out[k] = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    return out
+
+
+def _stack_float(datasets: list, files: list[str]) -> np.ndarray:
+    return np.stack([apply_modality_lut(_raw_pixels(ds, f), ds).astype(np.float32) for ds, f in zip(datasets, files)])
 
 
 def read_series_files(files: list[str], *, allow_non_ct: bool = False) -> Volume:
     """Stack the slices of one series along the slice normal and convert them to HU."""
     if not files:
         raise StudyError("The series has no files.")
-    workers = min(4, len(files), (os.cpu_count() or 1) * 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=min(2, len(files))) as pool:
         datasets = list(pool.map(_read_one, files))
+    return _volume_from_datasets(datasets, list(files), allow_non_ct)
+
+
+def _volume_from_datasets(datasets: list, files: list[str], allow_non_ct: bool) -> Volume:
     warnings: list[str] = []
     first = datasets[0]
     series_uid = str(getattr(first, "SeriesInstanceUID", "") or "") or None
@@ -132,13 +219,12 @@ def read_series_files(files: list[str], *, allow_non_ct: bool = False) -> Volume
             "and 3D measurements (volumes in mL) are approximate."
         )
     else:
-        z_spacing = float(np.median(steps))
-        z_vector = np.median(np.diff(positions, axis=0), axis=0)
+        regular = steps <= 1.5 * steps.min()  # steps that are not gaps left by missing slices
+        z_spacing = float(np.median(steps[regular]))
+        z_vector = np.median(np.diff(positions, axis=0)[regular], axis=0)
         _check_steps(steps, along_normal, z_spacing, warnings)
 
-    slices = [_pixels_hu(ds, f) for ds, f in zip(datasets, files)]
-    hu = np.stack(slices).astype(np.float32, copy=False) if any(s.dtype.kind == "f" for s in slices) else np.stack(slices)
-    hu = _compact(hu)
+    hu = _stack_hu(datasets, files)
 
     affine = np.eye(4)
     affine[:3, 0] = z_vector
@@ -164,17 +250,6 @@ def read_series_files(files: list[str], *, allow_non_ct: bool = False) -> Volume
         warnings=warnings,
         patient_position=str(getattr(first, "PatientPosition", "") or ""),
     )
-
-
-def _compact(hu: np.ndarray) -> np.ndarray:
-    """int16 when the values are whole numbers in range, to halve memory; float32 otherwise."""
-    if hu.dtype.kind == "f":
-        if np.all(np.mod(hu, 1) == 0) and hu.min() >= -32768 and hu.max() <= 32767:
-            return hu.astype(np.int16)
-        return hu.astype(np.float32)
-    if hu.dtype != np.int16 and hu.size and hu.min() >= -32768 and hu.max() <= 32767:
-        return hu.astype(np.int16)
-    return hu
 
 
 def _orientation(ds) -> tuple[float, ...]:

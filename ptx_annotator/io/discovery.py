@@ -81,19 +81,30 @@ def scan_study(root: str | os.PathLike) -> StudyScan:
                 "Copy the DICOM series into it, or point at the folder that holds it."
             )
     scan = StudyScan(root=str(root_path))
-    by_uid: dict[str, SeriesFiles] = {}
+    headers = {}
     for path in candidates:
         try:
-            ds = read_header(path)
+            headers[path] = read_header(path)
         except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError) as exc:
-            scan.skipped.append((path, _short_reason(exc, "not a DICOM file")))
-            continue
+            scan.skipped.append((path, short_reason(exc, "not a DICOM file")))
         except OSError as exc:
             scan.skipped.append((path, f"unreadable: {exc.strerror or exc}"))
-            continue
+    scan.series = group_series(headers, scan.skipped)
+    if not scan.series:
+        raise StudyError(
+            f"No DICOM image series found under '{root}': {scan.skipped_summary()}. "
+            "Point at the folder that holds the CT's DICOM files, or at a NIfTI / NRRD file."
+        )
+    return scan
+
+
+def group_series(datasets: dict, skipped: list) -> list[SeriesFiles]:
+    """Group ``{path: dataset}`` by SeriesInstanceUID; non-image objects go to ``skipped``."""
+    by_uid: dict[str, SeriesFiles] = {}
+    for path, ds in datasets.items():
         modality = str(getattr(ds, "Modality", "") or "")
         if modality.upper() in NON_IMAGE_MODALITIES or "Rows" not in ds:
-            scan.skipped.append((path, f"DICOM {modality or 'object'} without an image to annotate"))
+            skipped.append((path, f"DICOM {modality or 'object'} without an image to annotate"))
             continue
         uid = str(getattr(ds, "SeriesInstanceUID", "") or "") or "unknown-series"
         entry = by_uid.get(uid)
@@ -106,16 +117,10 @@ def scan_study(root: str | os.PathLike) -> StudyScan:
                 series_number=int(number) if number not in (None, "") else None,
             )
         entry.files.append(path)
-    scan.series = sorted(by_uid.values(), key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid))
-    if not scan.series:
-        raise StudyError(
-            f"No DICOM image series found under '{root}': {scan.skipped_summary()}. "
-            "Point at the folder that holds the CT's DICOM files, or at a NIfTI / NRRD file."
-        )
-    return scan
+    return sorted(by_uid.values(), key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid))
 
 
-def _short_reason(exc: Exception, default: str) -> str:
+def short_reason(exc: Exception, default: str) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, InvalidDicomError) or not text:
         return default
