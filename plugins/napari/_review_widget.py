@@ -1,0 +1,483 @@
+"""The review dock widget: a thin Qt shell over :class:`ptx_annotator.review_session.ReviewSession`.
+
+Keys (viewer-wide and on the mask layer): A accept, N / P next / previous slice needing review,
+F flag, W lung / mediastinal window. Every action goes through :meth:`ReviewWidget._run_action`,
+which turns failures into a message in the widget and a napari notification, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtWidgets import (
+    QApplication, QCheckBox, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+    QPushButton, QSlider, QVBoxLayout, QWidget,
+)
+
+from ptx_annotator.errors import PtxError
+from ptx_annotator.review_session import ReviewSession
+
+from ._layers import add_review_layers, set_window, volume_from_layer
+from ._propose import CLASSICAL, ProposalRun, make_proposer
+from ._settings import remember_annotator, remembered_annotator
+from ._state_strip import SliceStateStrip
+
+AUTOSAVE_AFTER_EDIT_MS = 30_000
+CHECKPOINT_ENTRY = "model checkpoint…"
+
+
+class ReviewWidget(QWidget):
+    """Review one series: state strip, accept / flag / clear / copy, proposals, volumes, autosave."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session: ReviewSession | None = None
+        self.image_layer = self.overlay_layer = self.mask_layer = None
+        self.proposal_run: ProposalRun | None = None
+        self._progress = None
+        self._series: list = []
+        self._study: dict = {}
+        self.checkpoint: str | None = None
+        self._build_ui()
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setSingleShot(True)
+        self.autosave_timer.setInterval(AUTOSAVE_AFTER_EDIT_MS)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self._bind_keys(self.viewer)
+        window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
+        if window is not None:
+            window.installEventFilter(self)
+        if QApplication.instance() is not None:
+            QApplication.instance().aboutToQuit.connect(self.close_session)
+        self.annotator_edit.setText(remembered_annotator() or "")
+
+    # -- UI ------------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Annotator"))
+        self.annotator_edit = QLineEdit()
+        row.addWidget(self.annotator_edit)
+        self.open_button = QPushButton("Open study…")
+        self.open_button.clicked.connect(self._choose_study)
+        self.layer_button = QPushButton("Review CT layer")
+        self.layer_button.setToolTip("Review the selected CT layer opened with this plugin's reader")
+        self.layer_button.clicked.connect(lambda: self._run_action(self.review_selected_layer))
+        row.addWidget(self.open_button)
+        row.addWidget(self.layer_button)
+        layout.addLayout(row)
+        self.series_combo = QComboBox()
+        self.series_combo.setVisible(False)
+        self.series_combo.activated.connect(lambda i: self._run_action(self.switch_series, i))
+        layout.addWidget(self.series_combo)
+        self.strip = SliceStateStrip()
+        self.strip.sliceClicked.connect(self.go_to)
+        layout.addWidget(self.strip)
+        self.slice_label = QLabel("No series open")
+        layout.addWidget(self.slice_label)
+        grid = QGridLayout()
+        self.buttons = {}
+        for position, (key, text, handler) in enumerate([
+            ("accept", "Accept (A)", self.accept_slice), ("flag", "Flag (F)", self.flag_slice),
+            ("previous", "◀ Previous (P)", self.previous_needing_review),
+            ("next", "Next (N) ▶", self.next_needing_review),
+            ("clear", "Clear slice", self.clear_slice), ("copy", "Copy proposal", self.copy_proposal),
+        ]):
+            button = QPushButton(text)
+            button.clicked.connect(lambda _=False, h=handler: self._run_action(h))
+            grid.addWidget(button, position // 2, position % 2)
+            self.buttons[key] = button
+        layout.addLayout(grid)
+        self.window_check = QCheckBox("Mediastinal window (W)")
+        self.window_check.toggled.connect(self._apply_window)
+        layout.addWidget(self.window_check)
+        row = QHBoxLayout()
+        self.proposer_combo = QComboBox()
+        self.proposer_combo.addItem(CLASSICAL)
+        self.proposer_combo.addItem(CHECKPOINT_ENTRY)
+        self.proposer_combo.activated.connect(self._on_proposer_picked)
+        self.propose_button = QPushButton("Propose")
+        self.propose_button.clicked.connect(lambda: self._run_action(self.toggle_proposal))
+        row.addWidget(self.proposer_combo, 1)
+        row.addWidget(self.propose_button)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        self.threshold_label = QLabel("Threshold 0.50")
+        self.threshold_slider = QSlider(Qt.Horizontal)
+        self.threshold_slider.setRange(5, 95)
+        self.threshold_slider.setValue(50)
+        self.threshold_slider.valueChanged.connect(lambda v: self._run_action(self.set_threshold, v / 100.0))
+        row.addWidget(self.threshold_label)
+        row.addWidget(self.threshold_slider, 1)
+        layout.addLayout(row)
+        self.volume_label = QLabel("Pneumothorax: –")
+        self.volume_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        layout.addWidget(self.volume_label)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        layout.addWidget(self.status_label)
+        layout.addStretch(1)
+
+    def _bind_keys(self, provider) -> None:
+        for key, handler in (("a", self.accept_slice), ("n", self.next_needing_review),
+                             ("p", self.previous_needing_review), ("f", self.flag_slice),
+                             ("w", self.toggle_window)):
+            provider.bind_key(key, lambda _=None, h=handler: self._run_action(h), overwrite=True)
+
+    # -- opening -------------------------------------------------------------------------------
+    def open_study(self, path, annotator: str | None = None, store_dir=None, series_uid: str | None = None,
+                   propose: bool = False, read_only: bool = False) -> ReviewSession:
+        """Open ``path`` (DICOM study folder, NIfTI or NRRD) for ``annotator``; picks a series."""
+        from ptx_annotator.io import scan_study
+        from ptx_annotator.io.volume_files import VOLUME_SUFFIXES
+
+        annotator = annotator or self.annotator_edit.text().strip()
+        if not annotator:
+            raise PtxError("Type your annotator name first (it names your mask in the store).")
+        self._study = {"path": os.fspath(path), "annotator": annotator, "store_dir": store_dir, "read_only": read_only}
+        self._series = []
+        if not str(path).lower().endswith(VOLUME_SUFFIXES):
+            self._series = [s for s in scan_study(path).series]
+        self.series_combo.clear()
+        for series in self._series:
+            self.series_combo.addItem(f"{series.description or 'series'} · {len(series.files)} images · "
+                                      f"{series.modality} · …{series.series_uid[-12:]}")
+        self.series_combo.setVisible(len(self._series) > 1)
+        index = 0
+        if series_uid is not None:
+            uids = [s.series_uid for s in self._series]
+            if series_uid not in uids:
+                raise PtxError(f"Series {series_uid} is not in '{path}'; it holds: {', '.join(uids) or 'none'}.")
+            index = uids.index(series_uid)
+        elif self._series:
+            sizes = [len(s.files) if s.modality.upper() in ("CT", "") else 0 for s in self._series]
+            index = int(np.argmax(sizes))
+        self.series_combo.setCurrentIndex(index)
+        self.switch_series(index, propose=propose)
+        return self.session
+
+    def switch_series(self, index: int, propose: bool = False) -> None:
+        """Load series ``index`` of the open study (saving the one on screen first)."""
+        from ptx_annotator.io import load_volume, read_series_files
+        from ptx_annotator.store import AnnotationStore
+
+        path, annotator = self._study["path"], self._study["annotator"]
+        volume = read_series_files(self._series[index].files) if self._series else load_volume(path)
+        read_only = self._study["read_only"]
+        try:
+            store = AnnotationStore.for_study(path, self._study["store_dir"])
+        except PtxError:
+            if not read_only:
+                raise
+            store = None  # a read-only look at a read-only study: nothing to load or save
+        self.attach(volume, store, annotator, read_only=read_only)
+        if propose:
+            self.start_proposal()
+
+    def review_selected_layer(self) -> None:
+        """Review the selected image layer (opened with this plugin's reader or sample data)."""
+        from ptx_annotator.store import AnnotationStore
+
+        layer = self.viewer.layers.selection.active
+        volume = volume_from_layer(layer) if layer is not None else None
+        if volume is None:
+            raise PtxError("Select a CT layer opened with the ptx-annotator reader (File > Open) first.")
+        annotator = self.annotator_edit.text().strip()
+        if not annotator:
+            raise PtxError("Type your annotator name first (it names your mask in the store).")
+        store = AnnotationStore.for_study(volume.source) if os.path.exists(volume.source) else None
+        self.attach(volume, store, annotator, image_layer=layer)
+
+    def attach(self, volume, store, annotator: str, read_only: bool = False, image_layer=None) -> ReviewSession:
+        """Show ``volume`` with the annotator's mask and start reviewing it."""
+        self.close_session()
+        if read_only:
+            annotation = store.load(volume.key, annotator, volume) if store is not None else None
+            session = ReviewSession(volume, annotation, None) if annotation else ReviewSession.open(volume, None, annotator)
+        else:
+            session = ReviewSession.open(volume, store, annotator)
+        self.session = session
+        if not read_only:
+            remember_annotator(session.annotator)
+        self.annotator_edit.setText(session.annotator)
+        self._remove_layers(keep=image_layer)
+        self.image_layer, self.overlay_layer, self.mask_layer = add_review_layers(
+            self.viewer, volume, session.annotation.mask, session.proposal_mask, session.annotator, image_layer)
+        self.mask_layer.events.paint.connect(self._on_paint)
+        self._bind_keys(self.mask_layer)
+        self._apply_window(self.window_check.isChecked())
+        self.viewer.dims.set_current_step(0, session.current_slice)
+        self.viewer.reset_view()
+        self._refresh(volumes=True)
+        where = "memory only (not saved)" if session.store is None else str(session.store.root)
+        self._status(f"{volume.description or volume.key}: {volume.shape[0]} slices; saving to {where}.")
+        return session
+
+    def _remove_layers(self, keep=None) -> None:
+        for layer in (self.mask_layer, self.overlay_layer, self.image_layer):
+            if layer is not None and layer is not keep and layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.image_layer = self.overlay_layer = self.mask_layer = None
+
+    def _choose_study(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a study folder")
+        if folder:
+            self._run_action(self.open_study, folder, propose=True)
+
+    # -- actions -------------------------------------------------------------------------------
+    def _run_action(self, action, *args, **kwargs):
+        """Run one user action; errors become a message (widget + notification), work stays."""
+        try:
+            return action(*args, **kwargs)
+        except PtxError as exc:
+            self._error(str(exc))
+        except Exception as exc:  # last resort: never a traceback in the GUI
+            self._error(f"Unexpected {type(exc).__name__}: {exc}. Your annotation is still in memory.")
+        return None
+
+    def _need_session(self) -> ReviewSession:
+        if self.session is None:
+            raise PtxError("Open a study first (Open study… or `ptx-annotate STUDY`).")
+        return self.session
+
+    def accept_slice(self) -> None:
+        self._need_session().accept()
+        self._refresh(mask=True)
+
+    def flag_slice(self) -> None:
+        self._need_session().flag()
+        self._refresh()
+
+    def clear_slice(self) -> None:
+        self._need_session().clear()
+        self._refresh(mask=True)
+
+    def copy_proposal(self) -> None:
+        self._need_session().copy_proposal()
+        self._refresh(mask=True)
+
+    def next_needing_review(self) -> None:
+        self._move_to_needing_review(1)
+
+    def previous_needing_review(self) -> None:
+        self._move_to_needing_review(-1)
+
+    def _move_to_needing_review(self, step: int) -> None:
+        session = self._need_session()
+        target = session.annotation.review.next_needing_review(session.current_slice, step)
+        if target is None:
+            self._status(f"No slice {'after' if step > 0 else 'before'} this one needs review.")
+            return
+        self.go_to(target)
+
+    def go_to(self, index: int) -> None:
+        """Show slice ``index`` (the dims change saves and updates the strip)."""
+        self.viewer.dims.set_current_step(0, int(index))
+
+    def toggle_window(self) -> None:
+        self.window_check.setChecked(not self.window_check.isChecked())
+
+    def _apply_window(self, mediastinal: bool) -> None:
+        if self.image_layer is not None:
+            set_window(self.image_layer, "mediastinal" if mediastinal else "lung")
+
+    def set_threshold(self, threshold: float) -> None:
+        self.threshold_label.setText(f"Threshold {threshold:.2f}")
+        if self.session is not None and self.session.set_threshold(threshold):
+            self._refresh(mask=True, overlay=True)
+
+    # -- proposals -----------------------------------------------------------------------------
+    def _on_proposer_picked(self, index: int) -> None:
+        if self.proposer_combo.itemText(index) != CHECKPOINT_ENTRY:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Model checkpoint", "", "Checkpoints (*.safetensors)")
+        if path:
+            self.set_checkpoint(path)
+        else:
+            self.proposer_combo.setCurrentIndex(0)
+
+    def set_checkpoint(self, path: str) -> None:
+        """Offer ``path`` in the proposer picker and select it."""
+        self.checkpoint = os.fspath(path)
+        self.proposer_combo.insertItem(1, os.path.basename(self.checkpoint), self.checkpoint)
+        self.proposer_combo.setCurrentIndex(1)
+
+    def toggle_proposal(self) -> None:
+        if self.proposal_run is not None:
+            self.cancel_proposal()
+        else:
+            self.start_proposal()
+
+    def start_proposal(self) -> ProposalRun:
+        """Run the picked proposer in a thread worker, the slice on screen first."""
+        from napari.utils import progress
+
+        session = self._need_session()
+        if self.proposal_run is not None:
+            raise PtxError("A proposal is already running; cancel it first.")
+        checkpoint = self.proposer_combo.currentData()
+        proposer = make_proposer(CLASSICAL if checkpoint is None else "checkpoint", checkpoint)
+        session.begin_proposal(proposer.source_id, proposer.describe())
+        run = self.proposal_run = ProposalRun(proposer, session.volume, session.current_slice)
+        run.worker.yielded.connect(self._on_proposal_slice)
+        run.worker.errored.connect(self._on_proposal_error)
+        run.worker.finished.connect(self._on_proposal_finished)
+        self._progress = progress(total=run.total, desc=f"Proposing ({proposer.source_id})")
+        self.propose_button.setText("Cancel")
+        self._status(f"Proposing with {proposer.source_id}…")
+        run.start()
+        return run
+
+    def cancel_proposal(self) -> None:
+        if self.proposal_run is not None:
+            self.proposal_run.cancel()
+            self._status("Cancelling the proposal…")
+
+    def _on_proposal_slice(self, result) -> None:
+        if self.session is None or self.proposal_run is None:
+            return
+        self.proposal_run.slices_done += 1
+        self.session.add_proposal_slice(result)
+        if self._progress is not None:
+            self._progress.update(1)
+        if result.index == self.session.current_slice or self.proposal_run.slices_done % 8 == 0:
+            self._refresh(mask=True, overlay=True, volumes=True)
+
+    def _on_proposal_error(self, exc) -> None:
+        self._error(f"The proposer failed: {exc}. Slices proposed so far are kept.")
+
+    def _on_proposal_finished(self) -> None:
+        run, self.proposal_run = self.proposal_run, None
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.propose_button.setText("Propose")
+        if self.session is None or run is None:
+            return
+        completed = len(self.session.proposed_slices) == run.total
+        self.session.finish_proposal(completed)
+        self._refresh(mask=True, overlay=True, volumes=True)
+        self._status(f"Proposal {'complete' if completed else 'cancelled'}: {len(self.session.proposed_slices)} "
+                     f"of {run.total} slices.")
+
+    # -- events --------------------------------------------------------------------------------
+    def _on_step(self, event=None) -> None:
+        if self.session is None:
+            return
+        index = int(self.viewer.dims.current_step[0])
+        if index == self.session.current_slice:
+            return
+        was_dirty = self.session.dirty
+        self.session.go_to(index)
+        self._report_save(was_dirty)
+        self.strip.set_current(index)
+        self._update_slice_label()
+
+    def _on_paint(self, event) -> None:
+        if self.session is None:
+            return
+        painted = _painted_slices(event.value, self.session.current_slice)
+        self.session.mark_edited(painted)
+        self._refresh(volumes=True)
+        # a single paint() call reports before it writes the voxels: count again once it has
+        QTimer.singleShot(0, lambda: self._recount(painted))
+        if not self.autosave_timer.isActive():
+            self.autosave_timer.start()
+
+    def _recount(self, indices) -> None:
+        if self.session is not None:
+            self.session.refresh_counts(indices)
+            self._refresh(volumes=True)
+
+    def autosave(self) -> bool:
+        if self.session is None or not self.session.dirty:
+            return True
+        return self._report_save(True, self.session.save())
+
+    def _report_save(self, attempted: bool, ok: bool | None = None) -> bool:
+        if not attempted or self.session is None:
+            return True
+        if ok is None:
+            ok = self.session.last_save_error is None
+        if ok:
+            self._status(f"Saved version {self.session.annotation.version} at {time.strftime('%H:%M:%S')}.")
+        else:
+            self._error(self.session.last_save_error or "Saving failed; your work is kept in memory.")
+        return ok
+
+    def close_session(self) -> bool:
+        """Stop any proposal, save and release the session (closing the viewer calls this)."""
+        if self.proposal_run is not None:
+            self.proposal_run.cancel()
+        session, self.session = self.session, None
+        if session is None:
+            return True
+        self.autosave_timer.stop()
+        ok = session.close()
+        if not ok:
+            self.session = session  # keep the work reachable
+            self._error(session.last_save_error or "Saving failed; your work is kept in memory.")
+        return ok
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt naming)
+        if event.type() == QEvent.Close:
+            self.close_session()
+        return False
+
+    # -- display -------------------------------------------------------------------------------
+    def _refresh(self, mask: bool = False, overlay: bool = False, volumes: bool = False) -> None:
+        session = self.session
+        if session is None:
+            return
+        if mask and self.mask_layer is not None:
+            self.mask_layer.refresh()
+        if overlay and self.overlay_layer is not None:
+            self.overlay_layer.refresh()
+        if mask or volumes:
+            ml = session.volume_ml()
+            self.volume_label.setText(f"Pneumothorax: right {ml['right']:.1f} mL · left {ml['left']:.1f} mL · "
+                                      f"total {ml['total']:.1f} mL")
+        self.strip.set_states(session.states(), session.current_slice)
+        self._update_slice_label()
+        if session.dirty and not self.autosave_timer.isActive():
+            self.autosave_timer.start()
+
+    def _update_slice_label(self) -> None:
+        session = self.session
+        counts = session.annotation.review.counts()
+        self.slice_label.setText(f"Slice {session.current_slice} (of 0–{session.n_slices - 1}) · {session.state()} · "
+                                 f"{counts['accepted'] + counts['edited']} reviewed, {counts['flagged']} flagged")
+
+    def _status(self, text: str) -> None:
+        self.status_label.setStyleSheet("")
+        self.status_label.setText(text)
+
+    def _error(self, text: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self.status_label.setStyleSheet("color: #e5534b;")
+        self.status_label.setText(text)
+        try:
+            show_error(text)
+        except Exception:  # noqa: BLE001 - a notification must never break the widget
+            pass
+
+
+def _painted_slices(atoms, fallback: int) -> set[int]:
+    """The z indices touched by a Labels paint event (its value is a list of paint atoms)."""
+    slices: set[int] = set()
+    for atom in atoms or []:
+        key = atom[0] if isinstance(atom, tuple) else getattr(atom, "slice_key", None)
+        first = key[0] if isinstance(key, tuple) and key else None
+        if isinstance(first, (int, np.integer)):
+            slices.add(int(first))
+        elif isinstance(first, slice):
+            slices.update(range(*first.indices(first.stop or fallback + 1)))
+        elif first is not None:
+            slices.update(int(i) for i in np.unique(np.asarray(first)))
+    return slices or {fallback}

@@ -1,0 +1,290 @@
+"""The review workflow of one annotator on one series, free of any GUI.
+
+A :class:`ReviewSession` holds the CT, the annotator's :class:`~ptx_annotator.store.Annotation`
+(mask + per-slice review log), the current proposal (mask and probabilities, filled slice by
+slice as a proposer yields them), the slice on screen and the store it saves to. The napari
+widget is a thin shell over it: every button calls one method here, and tests drive the same
+methods without a viewer.
+
+Rules of the workflow
+---------------------
+* A proposal slice replaces the annotator's mask only where no person has decided yet
+  (state ``unreviewed`` with an empty mask, or ``proposed``); those slices become ``proposed``.
+* ``accept`` vouches for the slice as shown (the proposal unless edited); ``flag`` asks for a
+  second look; ``clear`` empties the slice and ``copy_proposal`` puts the proposal back, both
+  count as a person's edit (``edited`` / ``proposed``). Painting marks a slice ``edited``.
+* Saving never raises: a failure is kept in :attr:`last_save_error`, the work stays in memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import PtxError
+from .proposal import SliceResult
+from .review import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED, utc_now
+from .store import Annotation, AnnotationStore
+from .volume import Volume
+
+SIDES = ("right", "left")
+
+
+class ReviewSession:
+    """One annotator reviewing one series.
+
+    Parameters
+    ----------
+    volume : Volume
+        The CT.
+    annotation : Annotation
+        The annotator's mask and review log (``mask`` is edited in place, so a viewer layer may
+        share the array).
+    store : AnnotationStore or None
+        Where saves go; None keeps everything in memory.
+    """
+
+    def __init__(self, volume: Volume, annotation: Annotation, store: AnnotationStore | None = None):
+        if annotation.mask.shape != volume.shape:
+            raise PtxError(f"The mask {annotation.mask.shape} does not fit the series {volume.shape}.")
+        self.volume = volume
+        self.annotation = annotation
+        self.store = store
+        self.proposal_mask = np.zeros(volume.shape, dtype=np.uint8)
+        self.proposal_probabilities: np.ndarray | None = None
+        self.proposal_source: str | None = None
+        self.proposal_params: dict = {}
+        self.proposed_slices: set[int] = set()
+        self.threshold = 0.5
+        self.dirty = False
+        self.last_save_error: str | None = None
+        n = volume.shape[0]
+        start = annotation.current_slice
+        self.current_slice = int(start) if start is not None and 0 <= int(start) < n else n // 2
+        self._side_of_pixel = _SideMaps(volume)
+        self._side_counts = np.zeros((n, 2), dtype=np.int64)
+        for z in range(n):
+            self._count_slice(z)
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, volume: Volume, store: AnnotationStore | None, annotator: str) -> "ReviewSession":
+        """The annotator's saved work on ``volume`` (or a fresh one), with the store's lock taken."""
+        if store is None:
+            return cls(volume, Annotation.empty(volume, annotator), None)
+        annotation = store.load_or_empty(volume, annotator)
+        store.lock(volume.key, annotation.annotator)
+        return cls(volume, annotation, store)
+
+    @property
+    def annotator(self) -> str:
+        return self.annotation.annotator
+
+    @property
+    def n_slices(self) -> int:
+        return self.volume.shape[0]
+
+    def states(self) -> list[str]:
+        return self.annotation.review.states()
+
+    def state(self, index: int | None = None) -> str:
+        return self.annotation.review[self.current_slice if index is None else index].state
+
+    # -- navigation ----------------------------------------------------------------------------
+    def go_to(self, index: int, autosave: bool = True) -> bool:
+        """Make ``index`` the current slice; saves pending work first. Returns whether it moved."""
+        index = int(np.clip(index, 0, self.n_slices - 1))
+        if index == self.current_slice:
+            return False
+        before = self._side_counts[self.current_slice].copy()
+        self._count_slice(self.current_slice)  # catches edits made behind our back (e.g. undo)
+        if not np.array_equal(before, self._side_counts[self.current_slice]):
+            self.dirty = True
+        if autosave and self.dirty:
+            self.save()
+        self.current_slice = index
+        self.annotation.current_slice = index
+        return True
+
+    def next_needing_review(self, step: int = 1) -> int | None:
+        """Go to the nearest slice after (step 1) or before (step -1) that needs review."""
+        target = self.annotation.review.next_needing_review(self.current_slice, step)
+        if target is not None:
+            self.go_to(target)
+        return target
+
+    # -- review actions ------------------------------------------------------------------------
+    def accept(self, index: int | None = None) -> None:
+        """The slice's mask as shown is right (the proposal, unless it was edited)."""
+        z = self._index(index)
+        if self.state(z) == UNREVIEWED and z in self.proposed_slices and not self.annotation.mask[z].any():
+            self._set_mask_slice(z, self.proposal_mask[z])
+        state = EDITED if self.state(z) == EDITED else ACCEPTED
+        self._mark(z, state, source=self.proposal_source if state == ACCEPTED else None)
+
+    def flag(self, index: int | None = None) -> None:
+        """Ask for a second look at this slice (mask unchanged)."""
+        self._mark(self._index(index), FLAGGED)
+
+    def clear(self, index: int | None = None) -> None:
+        """Empty the slice's mask: a person decided there is no pneumothorax here."""
+        z = self._index(index)
+        self._set_mask_slice(z, 0)
+        self._mark(z, EDITED)
+
+    def copy_proposal(self, index: int | None = None) -> None:
+        """Replace the slice's mask by the proposal (state back to ``proposed``)."""
+        z = self._index(index)
+        if z not in self.proposed_slices:
+            raise PtxError(f"Slice {z} has no proposal yet: run Propose first.")
+        self._set_mask_slice(z, self.proposal_mask[z])
+        self._mark(z, PROPOSED, source=self.proposal_source)
+
+    def mark_edited(self, indices=None) -> None:
+        """Record that a person painted or erased on these slices (default: the current one)."""
+        for z in sorted({self.current_slice} if indices is None else {int(i) for i in indices}):
+            if 0 <= z < self.n_slices:
+                self._count_slice(z)
+                if self.state(z) != EDITED:
+                    self._mark(z, EDITED)
+                self.dirty = True
+
+    # -- proposals -----------------------------------------------------------------------------
+    def begin_proposal(self, source: str, params: dict | None = None, with_probabilities: bool = True) -> None:
+        """Start a new proposal run (the previous proposal is dropped)."""
+        self.proposal_mask[:] = 0
+        self.proposal_probabilities = np.zeros(self.volume.shape, np.float32) if with_probabilities else None
+        self.proposal_source = source
+        self.proposal_params = dict(params or {})
+        self.proposed_slices = set()
+
+    def add_proposal_slice(self, result: SliceResult) -> bool:
+        """Take one slice from a proposer; returns whether the annotator's mask changed."""
+        z = int(result.index)
+        if self.proposal_source is None:
+            self.begin_proposal("unknown")
+        self.proposal_mask[z] = np.asarray(result.mask, dtype=np.uint8) > 0
+        if self.proposal_probabilities is not None and result.probability is not None:
+            self.proposal_probabilities[z] = result.probability
+        self.proposed_slices.add(z)
+        return self._offer_proposal(z)
+
+    def finish_proposal(self, completed: bool) -> None:
+        """Record the proposal in the annotation (which proposer, with what settings, complete or not)."""
+        if self.proposal_source is None:
+            return
+        self.annotation.proposals[self.proposal_source] = {
+            "source": self.proposal_source, "created": utc_now(), "params": self.proposal_params,
+            "completed": bool(completed), "slices": len(self.proposed_slices), "threshold": self.threshold,
+        }
+        self.dirty = True
+
+    def set_threshold(self, threshold: float) -> list[int]:
+        """Re-threshold the stored probabilities; returns the slices whose proposal changed."""
+        self.threshold = float(threshold)
+        if self.proposal_probabilities is None:
+            return []
+        changed = []
+        for z in sorted(self.proposed_slices):
+            new = (self.proposal_probabilities[z] >= self.threshold).astype(np.uint8)
+            if not np.array_equal(new, self.proposal_mask[z]):
+                self.proposal_mask[z] = new
+                self._offer_proposal(z)
+                changed.append(z)
+        return changed
+
+    def _offer_proposal(self, z: int) -> bool:
+        state = self.state(z)
+        untouched = state == PROPOSED or (state == UNREVIEWED and not self.annotation.mask[z].any())
+        if not untouched:
+            return False
+        self._set_mask_slice(z, self.proposal_mask[z])
+        self._mark(z, PROPOSED, source=self.proposal_source, by=self.proposal_source)
+        return True
+
+    # -- measurements --------------------------------------------------------------------------
+    def volume_ml(self) -> dict[str, float]:
+        """Pneumothorax volume of the annotator's mask in mL: right, left and total."""
+        right, left = self._side_counts.sum(axis=0)
+        ml = self.volume.voxel_volume_ml
+        return {"right": right * ml, "left": left * ml, "total": (right + left) * ml}
+
+    def refresh_counts(self, indices=None) -> None:
+        """Recount mask voxels per side (after the mask changed outside this class)."""
+        for z in range(self.n_slices) if indices is None else indices:
+            self._count_slice(int(z))
+
+    # -- saving --------------------------------------------------------------------------------
+    def save(self) -> bool:
+        """Write the annotation through the store; never raises (see :attr:`last_save_error`)."""
+        if self.store is None:
+            self.dirty = False
+            return True
+        self.annotation.current_slice = self.current_slice
+        try:
+            self.store.save(self.annotation)
+        except (PtxError, OSError, ValueError) as exc:
+            self.last_save_error = f"Could not save the annotation of '{self.annotator}': {exc}. Your work is kept in memory."
+            return False
+        self.last_save_error = None
+        self.dirty = False
+        return True
+
+    def close(self) -> bool:
+        """Save (if needed) and release the store's lock; returns whether the save succeeded."""
+        ok = self.save() if self.dirty or self.annotation.version == 0 else True
+        if ok and self.store is not None:
+            self.store.unlock(self.volume.key, self.annotator)
+        return ok
+
+    # -- internals -----------------------------------------------------------------------------
+    def _index(self, index: int | None) -> int:
+        z = self.current_slice if index is None else int(index)
+        if not 0 <= z < self.n_slices:
+            raise PtxError(f"Slice {z} is outside the series (0..{self.n_slices - 1}).")
+        return z
+
+    def _set_mask_slice(self, z: int, values) -> None:
+        self.annotation.mask[z] = values
+        self._count_slice(z)
+        self.dirty = True
+
+    def _mark(self, z: int, state: str, source: str | None = None, by: str | None = None) -> None:
+        self.annotation.review.mark(z, state, by or self.annotator, source=source)
+        self.dirty = True
+
+    def _count_slice(self, z: int) -> None:
+        painted = self.annotation.mask[z] > 0
+        left = int(np.count_nonzero(painted & self._side_of_pixel[z]))
+        self._side_counts[z] = (int(np.count_nonzero(painted)) - left, left)
+
+
+class _SideMaps:
+    """Per slice, which pixels lie on the patient's left of the body midline (LPS +x)."""
+
+    def __init__(self, volume: Volume):
+        affine = np.asarray(volume.affine, dtype=float)
+        self._row = affine[0]  # LPS x = row . (z, y, x, 1)
+        self._shape = volume.shape
+        self._midline = _body_midline_x(volume)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, z: int) -> np.ndarray:
+        cached = self._cache.get(z)
+        if cached is None:
+            _, ny, nx = self._shape
+            lps_x = self._row[0] * z + self._row[1] * np.arange(ny)[:, None] + self._row[2] * np.arange(nx)[None, :] + self._row[3]
+            cached = self._cache[z] = lps_x > self._midline
+        return cached
+
+
+def _body_midline_x(volume: Volume) -> float:
+    """LPS x (mm) of the body's centre: the mean position of soft tissue and bone voxels."""
+    step = max(1, volume.shape[0] // 8)
+    zs = np.arange(0, volume.shape[0], step)
+    sample = np.asarray(volume.hu[zs, ::4, ::4])
+    z, y, x = np.nonzero(sample > -300)
+    if z.size == 0:
+        centre = (np.array(volume.shape) - 1) / 2.0
+        return float(np.asarray(volume.affine)[0] @ np.array([*centre, 1.0]))
+    points = np.column_stack([zs[z], y * 4, x * 4, np.ones(z.size)])
+    return float(np.mean(points @ np.asarray(volume.affine, dtype=float)[0]))
