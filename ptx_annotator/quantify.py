@@ -1,0 +1,214 @@
+"""Pneumothorax size from a mask: volume in mL per side, hemithorax share, and the widest pleural rim.
+
+Definitions
+-----------
+Side
+    Patient sides from the volume's affine, never from image columns. A pneumothorax voxel inside
+    the right (left) hemithorax of :func:`ptx_annotator.anatomy.segment_thorax` is right (left);
+    a voxel in neither is assigned by the mid-sagittal plane, the patient-left coordinate halfway
+    between the two hemithorax centroids (or the body centroid when a hemithorax is missing).
+Hemithorax share (Do et al. 2012)
+    Pneumothorax volume of one side divided by that side's hemithorax volume, where the
+    hemithorax is the pleural cavity (lung + pleural space) united with the pneumothorax voxels
+    of that side, so the share lies in [0, 1].
+Rim (the BTS "2 cm" rule, measured in 3D)
+    The aerated lung is the anatomy's lung of that side minus the pneumothorax mask. A
+    pneumothorax voxel with a face neighbour that is neither pneumothorax nor aerated lung lies on
+    the parietal pleura (chest wall, diaphragm, mediastinum). The rim there is the Euclidean
+    distance in mm (anisotropic voxel spacing) from that voxel's centre to the nearest aerated-lung
+    voxel centre, i.e. the thickness of the air layer between the parietal and the visceral pleura
+    (n voxels of air across a gap measure n voxel steps). ``max_rim_mm`` is the largest rim over
+    both sides and ``max_rim_slice`` the z index (array order, 0-based) where it occurs.
+    ``bts_large`` is ``max_rim_mm >= 20``. The BTS measures at the hilum on a chest X-ray; this 3D
+    figure is the largest gap anywhere, apex included. It assumes the mask reaches the chest wall:
+    pleural air left out of the mask counts as lung. A side whose lung is fully collapsed (no
+    aerated lung left) has no rim (None) and a note.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .errors import GeometryMismatchError
+from .volume import Volume
+
+BTS_LARGE_RIM_MM = 20.0
+#: Margin (mm) around a side's pneumothorax within which the nearest lung is searched first.
+SEARCH_MARGIN_MM = 80.0
+SIDES = ("right", "left")
+
+
+@dataclass
+class Quantification:
+    """The numbers of one mask. ``to_json()`` gives the documented JSON keys."""
+
+    volume_ml: float
+    volume_right_ml: float
+    volume_left_ml: float
+    hemithorax_share_right: float | None
+    hemithorax_share_left: float | None
+    max_rim_mm: float | None
+    max_rim_slice: int | None
+    bts_large: bool | None
+    max_rim_side: str | None = None
+    max_rim_index_zyx: list | None = None
+    max_rim_position_lps_mm: list | None = None
+    max_rim_right_mm: float | None = None
+    max_rim_left_mm: float | None = None
+    hemithorax_volume_right_ml: float | None = None
+    hemithorax_volume_left_ml: float | None = None
+    outside_hemithorax_ml: float = 0.0
+    n_voxels: int = 0
+    n_components: int = 0
+    voxel_volume_ml: float = 0.0
+    midline_left_mm: float | None = None
+    orientation: str = ""
+    notes: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def voxel_volume_ml(affine: np.ndarray) -> float:
+    """Volume of one voxel in mL (exact for oblique grids too)."""
+    return abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / 1000.0
+
+
+def patient_left_mm(affine: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Patient-left coordinate (LPS x, mm) of (n, 3) voxel indices (z, y, x)."""
+    affine = np.asarray(affine, dtype=float)
+    return indices @ affine[0, :3] + affine[0, 3]
+
+
+def quantify(mask: np.ndarray, volume: Volume, anatomy=None) -> Quantification:
+    """Measure a pneumothorax mask on its CT (see the module doc for the definitions).
+
+    Parameters
+    ----------
+    mask : ndarray, shape (z, y, x)
+        Non-zero voxels are pneumothorax.
+    volume : Volume
+        The CT the mask was drawn on.
+    anatomy : ThoraxAnatomy, optional
+        From :func:`ptx_annotator.anatomy.segment_thorax`; computed when not given (pass it in
+        when measuring several masks of one CT).
+    """
+    mask = np.asarray(mask) > 0
+    if mask.shape != volume.shape:
+        raise GeometryMismatchError(f"The mask has shape {mask.shape} but the CT has {volume.shape}.")
+    if anatomy is None:
+        from .anatomy import segment_thorax
+
+        anatomy = segment_thorax(volume)
+    voxel_ml = voxel_volume_ml(volume.affine)
+    notes: list[str] = []
+    midline = _midline(anatomy, volume.affine, notes)
+    sides = _assign_sides(mask, anatomy, volume.affine, midline)
+    hemithorax = {"right": anatomy.hemithorax_right, "left": anatomy.hemithorax_left}
+    result = Quantification(
+        volume_ml=float(mask.sum()) * voxel_ml,
+        volume_right_ml=float(sides["right"].sum()) * voxel_ml,
+        volume_left_ml=float(sides["left"].sum()) * voxel_ml,
+        hemithorax_share_right=None, hemithorax_share_left=None,
+        max_rim_mm=None, max_rim_slice=None, bts_large=None,
+        outside_hemithorax_ml=float((mask & ~anatomy.hemithorax_right & ~anatomy.hemithorax_left).sum()) * voxel_ml,
+        n_voxels=int(mask.sum()), n_components=int(ndi.label(mask)[1]) if mask.any() else 0,
+        voxel_volume_ml=voxel_ml, midline_left_mm=midline, orientation=volume.orientation, notes=notes,
+    )
+    best = None
+    for side in SIDES:
+        cavity_ml = float((hemithorax[side] | sides[side]).sum()) * voxel_ml
+        setattr(result, f"hemithorax_volume_{side}_ml", cavity_ml)
+        if cavity_ml > 0:
+            setattr(result, f"hemithorax_share_{side}", getattr(result, f"volume_{side}_ml") / cavity_ml)
+        else:
+            notes.append(f"No {side} hemithorax was found on this CT; its share is not defined.")
+        if not sides[side].any():
+            continue
+        rim = widest_rim(sides[side], anatomy.lung(side) & ~mask, volume.spacing)
+        if rim is None:
+            notes.append(f"No aerated {side} lung is left beside the pneumothorax (complete collapse, or the "
+                         "mask covers the lung): the rim is not defined.")
+            continue
+        setattr(result, f"max_rim_{side}_mm", rim[0])
+        if best is None or rim[0] > best[0]:
+            best = (rim[0], rim[1], side)
+    if best is not None:
+        distance, index, side = best
+        result.max_rim_mm, result.max_rim_slice, result.max_rim_side = distance, int(index[0]), side
+        result.max_rim_index_zyx = [int(i) for i in index]
+        position = np.asarray(volume.affine, dtype=float) @ np.append(np.asarray(index, dtype=float), 1.0)
+        result.max_rim_position_lps_mm = [round(float(v), 2) for v in position[:3]]
+        result.bts_large = bool(distance >= BTS_LARGE_RIM_MM)
+    return result
+
+
+def _midline(anatomy, affine: np.ndarray, notes: list) -> float:
+    centres = []
+    for region in (anatomy.hemithorax_right, anatomy.hemithorax_left):
+        if region.any():
+            centres.append(float(patient_left_mm(affine, np.argwhere(region)[:: 50].astype(float)).mean()))
+    if len(centres) == 2:
+        return (centres[0] + centres[1]) / 2
+    if anatomy.body.any():
+        notes.append("Only one hemithorax was found; the body's centre stands in for the midline.")
+        return float(patient_left_mm(affine, np.argwhere(anatomy.body)[:: 50].astype(float)).mean())
+    notes.append("No body was found; the volume's centre stands in for the midline.")
+    centre = (np.array(anatomy.body.shape, dtype=float) - 1) / 2
+    return float(patient_left_mm(affine, centre[None])[0])
+
+
+def _assign_sides(mask: np.ndarray, anatomy, affine: np.ndarray, midline: float) -> dict:
+    right = mask & anatomy.hemithorax_right
+    left = mask & anatomy.hemithorax_left
+    rest = mask & ~right & ~left
+    if rest.any():
+        indices = np.argwhere(rest)
+        is_left = patient_left_mm(affine, indices.astype(float)) > midline
+        right[tuple(indices[~is_left].T)] = True
+        left[tuple(indices[is_left].T)] = True
+    return {"right": right, "left": left}
+
+
+def widest_rim(pneumothorax: np.ndarray, lung: np.ndarray, spacing) -> tuple[float, tuple] | None:
+    """The largest parietal-pleura-to-lung distance (mm) of one pneumothorax and its (z, y, x) voxel.
+
+    ``lung`` is the aerated lung (pneumothorax excluded). Returns None when there is no lung, or
+    when the pneumothorax touches nothing but lung (no parietal surface).
+    """
+    if not lung.any():
+        return None
+    spacing = np.asarray(spacing, dtype=float)
+    margin = np.ceil(SEARCH_MARGIN_MM / spacing).astype(int)
+    box = _bounding_box(pneumothorax, margin)
+    found = _rim_in_box(pneumothorax, lung, spacing, box)
+    if found is not None and found[0] > SEARCH_MARGIN_MM:  # the nearest lung may lie outside the box
+        found = _rim_in_box(pneumothorax, lung, spacing, tuple(slice(0, n) for n in pneumothorax.shape))
+    return found
+
+
+def _bounding_box(mask: np.ndarray, margin) -> tuple:
+    indices = np.argwhere(mask)
+    low = np.maximum(indices.min(axis=0) - margin, 0)
+    high = np.minimum(indices.max(axis=0) + margin + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+
+
+def _rim_in_box(pneumothorax, lung, spacing, box):
+    ptx, lung = pneumothorax[box], lung[box]
+    if not lung.any():
+        return None
+    wall = ~ptx & ~lung
+    face = ndi.generate_binary_structure(3, 1)
+    parietal = ptx & ndi.binary_dilation(wall, face, border_value=0)
+    if not parietal.any():
+        return None
+    to_lung = ndi.distance_transform_edt(~lung, sampling=spacing)
+    values = np.where(parietal, to_lung, -1.0)
+    flat = int(np.argmax(values))
+    local = np.unravel_index(flat, values.shape)
+    index = tuple(int(i + s.start) for i, s in zip(local, box))
+    return float(values[local]), index
