@@ -60,6 +60,7 @@ class ReviewSession:
         n = volume.shape[0]
         start = annotation.current_slice
         self.current_slice = int(start) if start is not None and 0 <= int(start) < n else n // 2
+        self._saved_slice = annotation.current_slice
         self._side_of_pixel = _SideMaps(volume)
         self._side_counts = np.zeros((n, 2), dtype=np.int64)
         for z in range(n):
@@ -99,10 +100,10 @@ class ReviewSession:
         self._count_slice(self.current_slice)  # catches edits made behind our back (e.g. undo)
         if not np.array_equal(before, self._side_counts[self.current_slice]):
             self.dirty = True
-        if autosave and self.dirty:
-            self.save()
         self.current_slice = index
         self.annotation.current_slice = index
+        if autosave and self.dirty:
+            self.save()
         return True
 
     def next_needing_review(self, step: int = 1) -> int | None:
@@ -227,11 +228,13 @@ class ReviewSession:
             return False
         self.last_save_error = None
         self.dirty = False
+        self._saved_slice = self.current_slice
         return True
 
     def close(self) -> bool:
         """Save (if needed) and release the store's lock; returns whether the save succeeded."""
-        ok = self.save() if self.dirty or self.annotation.version == 0 else True
+        moved = self.current_slice != self._saved_slice
+        ok = self.save() if self.dirty or moved or self.annotation.version == 0 else True
         if ok and self.store is not None:
             self.store.unlock(self.volume.key, self.annotator)
         return ok
