@@ -3,7 +3,9 @@
 The same :func:`preprocess_xray` runs in training and in the demo; its settings travel in the
 checkpoint (``CheckpointMeta.preprocessing``) so a model is always fed what it was trained on.
 The order is: image (0..1) -> resize to ``size`` x ``size`` (anti-aliased) -> CLAHE ->
-``(x - mean) / std``. Training augments between :func:`prepare_xray` and :func:`normalise`.
+``(x - mean) / std``. The defaults (mean 0, std 1) keep the input in 0..1, which is what the
+shared trainer (``ptx_annotator.training.trainer``) expects: its augmentation brightens and pads
+in 0..1. A checkpoint that stores other values is fed accordingly.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ class XrayPreprocessing:
     clahe: bool = True
     clahe_clip_limit: float = 0.01
     clahe_tiles: int = 8
-    mean: float = 0.5
-    std: float = 0.25
+    mean: float = 0.0
+    std: float = 1.0
 
     def to_json(self) -> dict:
         return {"kind": KIND, **asdict(self)}
