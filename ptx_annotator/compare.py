@@ -29,6 +29,13 @@ from .volume import check_same_geometry
 #: Values of the disagreement map (a napari Labels layer).
 AGREE_BACKGROUND, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
 DISAGREEMENT_NAMES = {AGREE_BACKGROUND: "none", ONLY_A: "only A", ONLY_B: "only B", BOTH: "both"}
+#: RGBA colours (0..1) of the disagreement values, shared by the report and the napari layer.
+DISAGREEMENT_COLORS = {
+    AGREE_BACKGROUND: (0.0, 0.0, 0.0, 0.0),
+    ONLY_A: (0.90, 0.38, 0.0, 1.0),   # orange
+    ONLY_B: (0.13, 0.45, 0.85, 1.0),  # blue
+    BOTH: (0.30, 0.75, 0.29, 1.0),    # green
+}
 #: Margin (z, y, x voxels) around all masks within which STAPLE runs.
 STAPLE_MARGIN = (2, 8, 8)
 

@@ -1,0 +1,245 @@
+"""Write a comparison to disk: per_slice.csv, summary.json, NIfTI maps and a self-contained report.html.
+
+Every file is written atomically (:mod:`ptx_annotator.atomic`); the NIfTI files carry the CT's
+affine, so they open aligned over the CT in 3D Slicer, ITK-SNAP or napari.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path, write_bytes_atomic, write_json_atomic
+from .compare import BOTH, DISAGREEMENT_COLORS, ONLY_A, ONLY_B, Comparison
+from .io.volume_files import nifti_affine_from_lps, save_mask_nifti
+from .preprocessing import LUNG_WINDOW_HU, hu_to_unit
+
+PER_SLICE_COLUMNS = ("slice", "dice", "iou", "voxels_a", "voxels_b", "voxels_both", "disagreement_voxels",
+                     "disagreement_mm2", "present_a", "present_b")
+#: How many of the most disputed slices the report shows with the overlay.
+WORST_SLICES_SHOWN = 4
+
+
+def write_comparison_outputs(comparison: Comparison, out_dir, ct_hu=None) -> dict[str, Path]:
+    """Write every output of a comparison into ``out_dir``; returns ``{name: path}``.
+
+    ``ct_hu`` (the CT's (z, y, x) HU array), when given, is the background of the report's slices.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    affine = comparison.affine if comparison.affine is not None else np.diag([*comparison.spacing, 1.0])
+    paths = {
+        "per_slice": out / "per_slice.csv",
+        "summary": out / "summary.json",
+        "disagreement": out / "disagreement.nii.gz",
+        "consensus": out / "consensus.nii.gz",
+        "report": out / "report.html",
+    }
+    write_bytes_atomic(paths["per_slice"], per_slice_csv(comparison).encode())
+    write_json_atomic(paths["summary"], json_safe(comparison.summary))
+    _write_mask(comparison.disagreement, affine, paths["disagreement"])
+    _write_mask(comparison.consensus, affine, paths["consensus"])
+    if comparison.staple_probability is not None:
+        paths["staple_probability"] = out / "staple_probability.nii.gz"
+        _write_float(comparison.staple_probability, affine, paths["staple_probability"])
+    write_bytes_atomic(paths["report"], report_html(comparison, ct_hu).encode())
+    return paths
+
+
+def per_slice_csv(comparison: Comparison) -> str:
+    """The per-slice table of readers A and B as CSV text (one row per z slice)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("reader_a", "reader_b", *PER_SLICE_COLUMNS))
+    a, b = comparison.readers[:2]
+    for row in comparison.per_slice:
+        values = []
+        for key in PER_SLICE_COLUMNS:
+            value = row.get(key, "")
+            values.append(f"{value:.6g}" if isinstance(value, float) else int(value) if isinstance(value, bool) else value)
+        writer.writerow((a, b, *values))
+    return buffer.getvalue()
+
+
+def json_safe(value):
+    """Plain JSON types; a non-finite float (never produced by the metrics) becomes null, not NaN."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _write_mask(mask, affine, path: Path) -> None:
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        save_mask_nifti(np.asarray(mask, dtype=np.uint8), affine, tmp)
+
+
+def _write_float(volume, affine, path: Path) -> None:
+    import nibabel as nib
+
+    nifti_affine = nifti_affine_from_lps(affine)
+    image = nib.Nifti1Image(np.asarray(volume, dtype=np.float32).transpose(2, 1, 0), nifti_affine)
+    image.header.set_qform(nifti_affine, code=1)
+    image.header.set_sform(nifti_affine, code=1)
+    image.header.set_xyzt_units("mm")
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        nib.save(image, str(tmp))
+
+
+# -- figures -----------------------------------------------------------------------------------
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def dice_strip_png(comparison: Comparison) -> str:
+    """Per-slice Dice as a colour strip over disputed area bars (base64 PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = comparison.per_slice
+    dice = np.array([[r["dice"] for r in rows]])
+    area = np.array([r.get("disagreement_mm2", r["disagreement_voxels"]) for r in rows])
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 2.8), sharex=True, gridspec_kw={"height_ratios": [1, 2]})
+    image = top.imshow(dice, aspect="auto", cmap="RdYlGn", vmin=0, vmax=1, extent=(-0.5, len(rows) - 0.5, 0, 1))
+    top.set_yticks([])
+    top.set_title(f"Per-slice Dice, {comparison.readers[0]} vs {comparison.readers[1]} (both empty = 1)")
+    figure.colorbar(image, ax=top, fraction=0.03, pad=0.01)
+    bottom.bar(np.arange(len(rows)), area, color="0.35", width=0.9)
+    bottom.set_ylabel("disputed mm²" if "disagreement_mm2" in rows[0] else "disputed voxels")
+    bottom.set_xlabel("slice (z index)")
+    bottom.set_xlim(-0.5, len(rows) - 0.5)
+    return _png(figure)
+
+
+def volume_bars_png(comparison: Comparison, volumes_ml: dict[str, float]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(volumes_ml)
+    figure, axis = plt.subplots(figsize=(max(3.5, 1.2 * len(names)), 2.8))
+    colours = ["#e66101", "#2171b5"] + ["0.55"] * (len(names) - 3) + ["#4dac26"]
+    axis.bar(names, [volumes_ml[n] for n in names], color=colours)
+    axis.set_ylabel("volume (mL)")
+    axis.set_title("Volumes per reader and consensus")
+    for i, name in enumerate(names):
+        axis.text(i, volumes_ml[name], f"{volumes_ml[name]:.1f}", ha="center", va="bottom", fontsize=8)
+    return _png(figure)
+
+
+def worst_slices_png(comparison: Comparison, ct_hu=None, count: int = WORST_SLICES_SHOWN) -> str | None:
+    """The most disputed slices with the disagreement overlay, on the CT in a lung window if given."""
+    slices = comparison.ranked_slices[:count]
+    if not slices:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    spacing_y, spacing_x = comparison.spacing[1], comparison.spacing[2]
+    figure, axes = plt.subplots(1, len(slices), figsize=(3.6 * len(slices), 3.9), squeeze=False)
+    colours = np.array([DISAGREEMENT_COLORS[v] for v in range(4)], dtype=np.float32)
+    for axis, z in zip(axes[0], slices):
+        labels = comparison.disagreement[z]
+        if ct_hu is not None:
+            axis.imshow(hu_to_unit(ct_hu[z], LUNG_WINDOW_HU), cmap="gray", vmin=0, vmax=1,
+                        aspect=spacing_y / spacing_x, interpolation="nearest")
+        else:
+            axis.imshow(np.zeros(labels.shape), cmap="gray", vmin=0, vmax=1, aspect=spacing_y / spacing_x)
+        overlay = colours[labels]
+        overlay[..., 3] *= 0.6
+        axis.imshow(overlay, aspect=spacing_y / spacing_x, interpolation="nearest")
+        row = comparison.per_slice[z]
+        axis.set_title(f"slice {z}: Dice {row['dice']:.2f}", fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    a, b = comparison.readers[:2]
+    handles = [Patch(color=DISAGREEMENT_COLORS[ONLY_A], label=f"only {a}"),
+               Patch(color=DISAGREEMENT_COLORS[ONLY_B], label=f"only {b}"),
+               Patch(color=DISAGREEMENT_COLORS[BOTH], label="both")]
+    figure.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
+    figure.subplots_adjust(bottom=0.12)
+    return _png(figure)
+
+
+# -- HTML --------------------------------------------------------------------------------------
+_HEADLINE = (("dice", "Dice", "{:.3f}"), ("iou", "IoU", "{:.3f}"), ("precision", "Precision (B vs A)", "{:.3f}"),
+             ("recall", "Recall (B vs A)", "{:.3f}"), ("specificity", "Specificity", "{:.5f}"),
+             ("hd95_mm", "HD95 (mm)", "{:.2f}"), ("assd_mm", "ASSD (mm)", "{:.2f}"), ("hd_mm", "Hausdorff (mm)", "{:.2f}"),
+             ("volume_a_ml", "Volume A (mL)", "{:.2f}"), ("volume_b_ml", "Volume B (mL)", "{:.2f}"),
+             ("volume_diff_ml", "Volume B − A (mL)", "{:+.2f}"), ("volume_rel_diff", "|B − A| / mean", "{:.3f}"),
+             ("kappa_slices", "Slice presence κ", "{:.3f}"), ("slices_disagreeing", "Slices disputed", "{}"))
+
+
+def report_html(comparison: Comparison, ct_hu=None) -> str:
+    """A self-contained HTML page (PNG figures embedded as base64)."""
+    s = comparison.summary
+    e = html.escape
+    a, b = comparison.readers[:2]
+    rows = "".join(f"<tr><th>{e(label)}</th><td>{fmt.format(s[key])}</td></tr>" for key, label, fmt in _HEADLINE if key in s)
+    pairs = "".join(
+        f"<tr><td>{e(p['reader_a'])}</td><td>{e(p['reader_b'])}</td><td>{p['dice']:.3f}</td><td>{p['hd95_mm']:.2f}</td>"
+        f"<td>{p['assd_mm']:.2f}</td><td>{p['volume_diff_ml']:+.2f}</td></tr>" for p in comparison.pairs)
+    volumes = {name: 0.0 for name in comparison.readers}
+    for p in comparison.pairs:
+        volumes[p["reader_a"]], volumes[p["reader_b"]] = p["volume_a_ml"], p["volume_b_ml"]
+    volumes[f"consensus ({comparison.consensus_method.split('_')[0]})"] = s["consensus_volume_ml"]
+    worst = worst_slices_png(comparison, ct_hu)
+    worst_rows = "".join(
+        f"<tr><td>{z}</td><td>{comparison.per_slice[z]['dice']:.3f}</td><td>{comparison.per_slice[z]['voxels_a']}</td>"
+        f"<td>{comparison.per_slice[z]['voxels_b']}</td><td>{comparison.per_slice[z]['disagreement_voxels']}</td></tr>"
+        for z in comparison.ranked_slices[:10])
+    background = "on the CT in a lung window (W 1500 / L −600)" if ct_hu is not None else "(CT not available)"
+    worst_block = (f'<img alt="most disputed slices" src="data:image/png;base64,{worst}">' if worst
+                   else "<p>The readers agree on every voxel.</p>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>ptx-annotator comparison: {e(a)} vs {e(b)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:1em auto;color:#222}}
+table{{border-collapse:collapse;margin:0.5em 0}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}
+img{{max-width:100%}}</style></head><body>
+<h1>Inter-annotator comparison</h1>
+<p>Readers: {", ".join(e(r) for r in comparison.readers)}. A = <b>{e(a)}</b>, B = <b>{e(b)}</b>.
+Grid {" × ".join(str(n) for n in s["shape"])} voxels (z, y, x), spacing {" × ".join(f"{v:g}" for v in s["spacing_mm"])} mm.
+Consensus: {e(comparison.consensus_method.replace("_", " "))}.</p>
+<h2>Summary (A vs B)</h2><table>{rows}</table>
+<p>Empty-mask rules: both empty gives Dice 1 and distance 0; one empty gives Dice 0 and the distance
+penalty (the grid diagonal, {_penalty(s):.1f} mm). HD95 is the larger of the two directed 95th percentiles
+of surface distances; ASSD the mean of all surface distances in both directions.</p>
+<h2>All pairs</h2><table><tr><th>A</th><th>B</th><th>Dice</th><th>HD95 (mm)</th><th>ASSD (mm)</th><th>B − A (mL)</th></tr>{pairs}</table>
+<h2>Per-slice Dice</h2><img alt="per-slice Dice strip" src="data:image/png;base64,{dice_strip_png(comparison)}">
+<h2>Volumes</h2><img alt="volume bars" src="data:image/png;base64,{volume_bars_png(comparison, volumes)}">
+<h2>Most disputed slices {background}</h2>{worst_block}
+<table><tr><th>slice</th><th>Dice</th><th>voxels A</th><th>voxels B</th><th>disputed voxels</th></tr>{worst_rows}</table>
+<details><summary>summary.json</summary><pre>{e(json.dumps(json_safe(s), indent=1))}</pre></details>
+</body></html>
+"""
+
+
+def _penalty(summary: dict) -> float:
+    from .metrics import empty_distance_penalty
+
+    return empty_distance_penalty(summary["shape"], summary["spacing_mm"])
