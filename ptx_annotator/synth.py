@@ -1,0 +1,312 @@
+"""Simulated pneumothorax: insert pleural air into a real CT, with its exact ground-truth mask.
+
+The pleural air fills a rim of the hemithorax along the chest wall whose thickness grows towards
+the non-dependent side (anterior when supine) and the apex, with seed-dependent smooth
+irregularity. The lung is not erased: its tissue is displaced towards the hilum by a smooth radial
+warp (``scipy.ndimage.map_coordinates``) and gets denser as it is compressed, so its tissue mass
+is kept. The pleural space holds air at the scanner's own air level and noise, measured on the
+trachea and outside air of the same CT, and a thin visceral pleural line marks the lung edge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .anatomy import ThoraxAnatomy, segment_thorax
+from .volume import Volume
+
+#: Fraction tolerance: the achieved fraction is within this (absolute) of the requested one.
+FRACTION_TOLERANCE = 0.01
+#: HU of the visceral pleural line at the collapsed lung's edge (partial volume of a thin membrane).
+PLEURAL_LINE_HU = -150.0
+#: Smoothing (mm) of the seed-dependent irregularity of the pneumothorax thickness.
+IRREGULARITY_MM = 25.0
+#: Compressed parenchyma is not made denser than this (HU).
+MAX_COMPRESSED_HU = -200.0
+
+#: Air thinner than this (mm) is not laid down: no hairline rims along the dependent chest wall.
+MIN_THICKNESS_MM = 2.0
+#: Concavities of the hemithorax narrower than this (mm, at the hila) do not count as chest wall.
+POCKET_MM = 10.0
+
+_IN_PLANE_4 = np.zeros((3, 3, 3), dtype=bool)
+_IN_PLANE_4[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+
+
+@dataclass
+class SimulatedPneumothorax:
+    """A CT with an inserted pneumothorax and its truth.
+
+    Attributes
+    ----------
+    volume : Volume
+        New HU on the same grid and geometry as the source.
+    mask : ndarray of uint8, shape (z, y, x)
+        1 where pleural air was inserted.
+    side : str
+        'right' or 'left' (patient side).
+    fraction_achieved : float
+        Pneumothorax volume / same-side hemithorax volume.
+    volume_ml : float
+        Pneumothorax volume in mL.
+    air_hu : tuple of float
+        Mean and noise SD (HU) used for the pleural air.
+    """
+
+    volume: Volume
+    mask: np.ndarray
+    side: str
+    fraction_achieved: float
+    volume_ml: float
+    fraction_requested: float = 0.0
+    air_hu: tuple[float, float] = (-1000.0, 0.0)
+    seed: int = 0
+
+
+def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float = 0.2, seed: int = 0,
+                          anterior_bias: float = 0.9, apical_bias: float = 0.6,
+                          anatomy: ThoraxAnatomy | None = None) -> SimulatedPneumothorax:
+    """Insert a pneumothorax of ``fraction`` of the ``side`` hemithorax into ``volume``.
+
+    Parameters
+    ----------
+    volume : Volume
+        A chest CT in HU (not modified).
+    side : {'right', 'left'}
+        Patient side.
+    fraction : float
+        Requested pneumothorax volume / hemithorax volume, in (0, 0.9].
+    seed : int
+        Seeds the shape irregularity and the air noise: same seed, same result.
+    anterior_bias, apical_bias : float in [0, 1]
+        How strongly the air gathers on the non-dependent side (anterior when supine) and at
+        the apex; 0 gives an even rim along the whole chest wall.
+    anatomy : ThoraxAnatomy, optional
+        Reuse a segmentation of ``volume``.
+    """
+    if side not in ("right", "left"):
+        raise ValueError(f"side must be 'right' or 'left' (patient side), not {side!r}")
+    if not 0 < fraction <= 0.9:
+        raise ValueError(f"fraction must be in (0, 0.9] of the hemithorax, not {fraction}")
+    for name, bias in (("anterior_bias", anterior_bias), ("apical_bias", apical_bias)):
+        if not 0 <= bias <= 1:
+            raise ValueError(f"{name} must be in [0, 1], not {bias}")
+    anatomy = anatomy or segment_thorax(volume)
+    hemithorax = anatomy.hemithorax(side)
+    if hemithorax.sum() * volume.voxel_volume_ml < 100:
+        from .errors import StudyError
+
+        raise StudyError(f"No {side} lung found in '{volume.source}' (hemithorax under 100 mL): a chest CT "
+                         "covering the lungs is needed to simulate a pneumothorax.")
+    rng = np.random.default_rng(seed)
+    air_mean, air_sd = estimate_air_noise(volume, anatomy)
+
+    box = _bounding_box(hemithorax, margin=(2, 8, 8))
+    hemi = hemithorax[box]
+    spacing = np.asarray(volume.spacing, dtype=float)
+    cavity = _close_in_plane(hemi, POCKET_MM / spacing[1])  # hilar pockets are not chest wall
+    depth = ndi.distance_transform_edt(np.pad(cavity, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    weight = _thickness_weight(volume, hemi, box, anterior_bias, apical_bias, rng)
+
+    inside = (depth[hemi] + MIN_THICKNESS_MM) / weight[hemi]
+    threshold = float(np.quantile(inside, fraction))
+    thickness = threshold * weight - MIN_THICKNESS_MM
+    ptx = hemi & (depth < thickness)
+
+    hu = np.array(volume.hu, copy=True)
+    new_box = _collapse_lung(volume, anatomy, side, box, hemi, ptx, depth, thickness)
+    air = air_mean + air_sd * _correlated_noise(rng, ptx.shape)
+    new_box = np.where(ptx, air, new_box)
+    line = _pleural_line(hemi & ~ptx, ptx)
+    new_box[line] = np.maximum(new_box[line], PLEURAL_LINE_HU + air_sd * rng.standard_normal(int(line.sum())))
+    info = np.iinfo(hu.dtype) if hu.dtype.kind in "iu" else None
+    low = max(float(volume.hu.min()), info.min if info else -np.inf)
+    new_box = np.clip(new_box, low, info.max if info else np.inf)
+    hu[box] = np.rint(new_box).astype(hu.dtype) if info else new_box.astype(hu.dtype)
+
+    mask = np.zeros(volume.shape, dtype=np.uint8)
+    mask[box] = ptx
+    achieved = float(ptx.sum() / hemithorax.sum())
+    new_volume = dataclasses.replace(
+        volume, hu=hu, description=f"{volume.description} + simulated {side} pneumothorax {achieved:.0%}".strip(),
+        warnings=list(volume.warnings) + [f"Simulated {side} pneumothorax (seed {seed}); not a real finding."])
+    return SimulatedPneumothorax(volume=new_volume, mask=mask, side=side, fraction_achieved=achieved,
+                                 volume_ml=float(ptx.sum() * volume.voxel_volume_ml), fraction_requested=fraction,
+                                 air_hu=(air_mean, air_sd), seed=seed)
+
+
+def estimate_air_noise(volume: Volume, anatomy: ThoraxAnatomy) -> tuple[float, float]:
+    """Mean and SD (HU) of air on this CT, measured on outside air well away from the patient.
+
+    Only air inside the reconstructed field of view is used (the scanner's padding outside it is
+    a flat floor value), and the statistics are robust ones (median, interquartile range), so
+    blankets, tubes and values clipped at the floor do not bias them.
+    """
+    hu = volume.hu
+    floor = float(hu.min())
+    clear = int(np.ceil(10.0 / max(min(volume.spacing[1:]), 1e-3)))
+    step = 2
+    sub = (slice(None), slice(None, None, step), slice(None, None, step))
+    away = ~ndi.binary_dilation(~anatomy.outside_air[sub], _IN_PLANE_4, iterations=max(clear // step, 1))
+    in_view = ndi.uniform_filter((hu[sub] == floor).astype(np.float32), (1, 5, 5)) < 0.5
+    values = hu[sub][away & in_view].astype(np.float32)
+    if values.size < 500:
+        values = hu[ndi.binary_erosion(anatomy.airways, _IN_PLANE_4, iterations=2)].astype(np.float32)
+    if values.size < 100:
+        return -1000.0, 20.0
+    q25, median, q75 = np.percentile(values, [25, 50, 75])
+    return float(median), max(float(q75 - q25) / 1.349, 1.0)
+
+
+def _bounding_box(mask: np.ndarray, margin) -> tuple[slice, slice, slice]:
+    box = []
+    for axis, pad in enumerate(margin):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.nonzero(mask.any(axis=other))[0]
+        box.append(slice(max(int(idx[0]) - pad, 0), min(int(idx[-1]) + pad + 1, mask.shape[axis])))
+    return tuple(box)  # type: ignore[return-value]
+
+
+def _patient_coordinates(volume: Volume, box) -> np.ndarray:
+    """LPS mm of every voxel of ``box``, shape (3, z, y, x)."""
+    grids = np.meshgrid(*[np.arange(s.start, s.stop, dtype=np.float32) for s in box], indexing="ij")
+    affine = np.asarray(volume.affine, dtype=np.float32)
+    return np.stack([affine[a, 0] * grids[0] + affine[a, 1] * grids[1] + affine[a, 2] * grids[2] + affine[a, 3]
+                     for a in range(3)])
+
+
+def nondependent_direction(volume: Volume) -> np.ndarray:
+    """Unit LPS vector pointing up (away from the table) from the DICOM PatientPosition."""
+    position = (volume.patient_position or "HFS").upper()
+    if position.endswith("P"):  # prone: the back is up
+        return np.array([0.0, 1.0, 0.0])
+    if position.endswith("DR"):  # right side down: the left is up
+        return np.array([1.0, 0.0, 0.0])
+    if position.endswith("DL"):
+        return np.array([-1.0, 0.0, 0.0])
+    return np.array([0.0, -1.0, 0.0])  # supine (HFS, FFS, unknown): anterior is up
+
+
+def _thickness_weight(volume, hemi, box, anterior_bias, apical_bias, rng) -> np.ndarray:
+    """Relative pleural-air thickness: larger non-dependently and apically, smoothly irregular."""
+    coords = _patient_coordinates(volume, box)
+    up = np.tensordot(nondependent_direction(volume).astype(np.float32), coords, axes=1)
+    superior = coords[2]
+    del coords
+
+    def normalised(values):
+        lo, hi = np.percentile(values[hemi], [1, 99])
+        return np.clip((values - lo) / max(hi - lo, 1e-3), 0, 1)
+
+    weight = (1 - anterior_bias + anterior_bias * normalised(up) ** 2)
+    weight *= (1 - apical_bias + apical_bias * normalised(superior) ** 2)
+    sigma = IRREGULARITY_MM / np.asarray(volume.spacing, dtype=float)
+    coarse = [max(n // 4, 2) for n in hemi.shape]
+    noise = ndi.gaussian_filter(rng.standard_normal(coarse), sigma / 4, mode="wrap")
+    noise = ndi.zoom(noise / max(float(noise.std()), 1e-6), [n / c for n, c in zip(hemi.shape, coarse)], order=1)
+    noise = _fit_shape(noise, hemi.shape)
+    weight *= np.exp(0.25 * noise)
+    return np.maximum(weight, 0.03).astype(np.float32)
+
+
+def _fit_shape(array: np.ndarray, shape) -> np.ndarray:
+    out = np.zeros(shape, dtype=array.dtype)
+    sl = tuple(slice(0, min(a, b)) for a, b in zip(array.shape, shape))
+    out[sl] = array[sl]
+    for axis in range(3):  # repeat the last plane where zoom came out short
+        n = array.shape[axis]
+        if n < shape[axis]:
+            index = [slice(None)] * 3
+            index[axis] = slice(n, None)
+            source = [slice(None)] * 3
+            source[axis] = slice(n - 1, n)
+            out[tuple(index)] = out[tuple(source)]
+    return out
+
+
+def _collapse_lung(volume, anatomy, side, box, hemi, ptx, depth, thickness) -> np.ndarray:
+    """HU of the box with the lung pulled in radially towards the hilum, compressed lung denser.
+
+    A voxel ``p`` of the new lung takes the value found at ``c + (p - c) * k`` with ``c`` near
+    the hilum and ``k = (r + d) / (r + d - t)`` (``r`` distance to ``c``, ``d`` depth below the
+    pleura, ``t`` local air thickness): the new lung surface samples the old pleural surface.
+    """
+    spacing = np.asarray(volume.spacing, dtype=np.float32)
+    source = volume.hu[box].astype(np.float32)
+    lung = anatomy.lung(side)[box]
+    lung_median = float(np.median(source[lung])) if lung.any() else -850.0
+    source = np.where(hemi, source, lung_median)  # never sample chest wall into the lung
+
+    grid = np.indices(hemi.shape, dtype=np.float32)
+    centre = _hilum_point(volume, lung if lung.any() else hemi, side, box)
+    offsets = [(grid[a] - centre[a]) * spacing[a] for a in range(3)]
+    radius = np.sqrt(sum(o * o for o in offsets))
+    new_lung = hemi & ~ptx
+    # the air thickness that matters is the one where this voxel's ray from the hilum meets the wall
+    reach = depth / np.maximum(radius, 1e-3)
+    at_wall = np.stack([grid[a] + offsets[a] * reach / spacing[a] for a in range(3)])
+    wall_thickness = ndi.map_coordinates(np.maximum(thickness, 0).astype(np.float32), at_wall, order=1, mode="nearest")
+    del at_wall, reach
+    wall_thickness = np.where(new_lung, np.maximum(wall_thickness, 0.0), 0.0)
+    ratio = (radius + depth) / np.maximum(radius + depth - wall_thickness, 1.0)
+    ratio = np.where(new_lung, ratio, 0.0)
+    smooth_sigma = 3.0 / spacing
+    weight = ndi.gaussian_filter(new_lung.astype(np.float32), smooth_sigma)
+    ratio = ndi.gaussian_filter(ratio.astype(np.float32), smooth_sigma) / np.maximum(weight, 1e-3)
+    ratio = np.where(new_lung, np.maximum(ratio, 1.0), 1.0).astype(np.float32)
+    # below the hilum the lung rests on the diaphragm: it shrinks in-plane there, not upwards
+    superior = (grid[0] - centre[0]) * np.sign(float(volume.affine[2, 0]) or 1.0)
+    z_share = 1.0 / (1.0 + np.exp(-superior / 2.0))
+    sample_at = np.stack([centre[0] + (grid[0] - centre[0]) * (1.0 + (ratio - 1.0) * z_share)]
+                         + [centre[a] + (grid[a] - centre[a]) * ratio for a in (1, 2)])
+    del z_share, superior
+    warped = ndi.map_coordinates(source, sample_at, order=1, mode="nearest")
+    del sample_at
+    # compressed parenchyma keeps its tissue mass: its excess over air grows with the compression
+    compressible = new_lung & (warped < MAX_COMPRESSED_HU)
+    excess = warped + 1000.0
+    original_excess = float((source[hemi & (source < MAX_COMPRESSED_HU)] + 1000.0).sum())
+    kept_excess = float(excess[new_lung & ~compressible].sum())
+    scale = (original_excess - kept_excess) / max(float(excess[compressible].sum()), 1.0)
+    denser = -1000.0 + excess * max(scale, 1.0)
+    warped = np.where(compressible, np.minimum(denser, MAX_COMPRESSED_HU), warped)
+    return np.where(hemi, warped, volume.hu[box].astype(np.float32))
+
+
+def _hilum_point(volume, lung, side, box) -> np.ndarray:
+    """A point (box index coordinates) between the lung's centre and its medial edge."""
+    centre = np.array(ndi.center_of_mass(lung), dtype=np.float32)
+    left_step = np.asarray(volume.affine, dtype=float)[0, :3]  # LPS x per index step
+    medial = np.sign(left_step) * (1.0 if side == "right" else -1.0)  # towards the midline
+    axis_x = int(np.argmax(np.abs(left_step)))
+    extent = np.nonzero(lung.any(axis=tuple(a for a in range(3) if a != axis_x)))[0]
+    half_width = (extent[-1] - extent[0]) / 2.0 if extent.size else 0.0
+    centre[axis_x] += medial[axis_x] * 0.35 * half_width
+    return centre
+
+
+def _close_in_plane(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """Per-slice morphological closing with a disc, via distance transforms."""
+    pad = int(np.ceil(radius_px)) + 2
+    padded = np.pad(mask, ((0, 0), (pad, pad), (pad, pad)))
+    closed = np.zeros_like(padded)
+    for z in range(padded.shape[0]):
+        if padded[z].any():
+            grown = ndi.distance_transform_edt(~padded[z]) <= radius_px
+            closed[z] = ndi.distance_transform_edt(grown) > radius_px
+    return (closed[:, pad:-pad, pad:-pad] | mask)
+
+
+def _correlated_noise(rng, shape) -> np.ndarray:
+    """Unit-SD noise with a short in-plane correlation, like reconstructed CT noise."""
+    noise = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), (0, 0.7, 0.7))
+    return noise / max(float(noise.std()), 1e-6)
+
+
+def _pleural_line(new_lung: np.ndarray, ptx: np.ndarray) -> np.ndarray:
+    """The lung voxels that touch pleural air in-plane: the visceral pleura, one voxel thick."""
+    return new_lung & ndi.binary_dilation(ptx, _IN_PLANE_4)
