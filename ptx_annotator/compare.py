@@ -81,6 +81,12 @@ def rank_slices_by_disagreement(rows: list[dict]) -> list[int]:
     return [row["slice"] for row in disputed]
 
 
+def slice_table(rows: list[dict]) -> list[dict]:
+    """Rows of slices that either reader marked, most disputed first (then lower Dice, then index)."""
+    marked = [row for row in rows if row["present_a"] or row["present_b"]]
+    return sorted(marked, key=lambda row: (-row["disagreement_voxels"], row["dice"], row["slice"]))
+
+
 def disagreement_map(reference, test) -> np.ndarray:
     """uint8 volume: 0 neither reader, 1 only A, 2 only B, 3 both."""
     a, b = metrics.as_bool(reference), metrics.as_bool(test)
