@@ -9,12 +9,12 @@ Export reads provenance from the annotation itself: slices whose review entry na
 
 with an AlgorithmIdentificationSequence naming the proposer that made most of those slices.
 
-Import puts a NIfTI or DICOM SEG mask into the store as one annotator's new mask version. Slices
+Import puts a NIfTI, NRRD or DICOM SEG mask into the store as one annotator's new mask version. Slices
 with content are marked ``edited`` by that annotator with source ``import:<file name>``; slices
 without content are reset to ``unreviewed`` (or ``accepted`` with ``empty_state='accepted'`` when
 the file is known to cover the whole series). A mask on another grid is refused with
-:class:`GeometryMismatchError`; a NIfTI stored with flipped or permuted axes of the same grid is
-reoriented onto the CT first.
+:class:`GeometryMismatchError`; a NIfTI / NRRD mask stored with flipped or permuted axes, or
+cropped to its content, is put back onto the CT's grid when its voxels coincide with the CT's.
 """
 
 from __future__ import annotations
@@ -147,20 +147,30 @@ def is_nifti_path(path) -> bool:
     return str(path).lower().endswith((".nii", ".nii.gz"))
 
 
+def is_nrrd_path(path) -> bool:
+    return str(path).lower().endswith((".nrrd", ".nhdr"))
+
+
 def read_mask_file(path, volume: Volume, segment: int | None = None) -> ImportedMask:
-    """Read a NIfTI or DICOM SEG mask onto ``volume``'s grid, refusing any other grid."""
+    """Read a NIfTI, NRRD or DICOM SEG mask onto ``volume``'s grid, refusing any other grid.
+
+    A NIfTI / NRRD mask may be stored with permuted or flipped axes, or cropped to (or padded
+    around) its content, as long as its voxels coincide with the CT's voxels.
+    """
     path = Path(path)
     if not path.is_file():
-        raise PtxError(f"'{path}' is not a file: give a NIfTI mask (.nii.gz) or a DICOM SEG file.")
-    if is_nifti_path(path):
-        from .io import load_mask_nifti
+        raise PtxError(f"'{path}' is not a file: give a NIfTI (.nii.gz) or NRRD mask, or a DICOM SEG file.")
+    if is_nifti_path(path) or is_nrrd_path(path):
+        from .io import load_nrrd, load_mask_nifti
 
-        data, affine = load_mask_nifti(path)
-        data, affine = reorient_onto(data, affine, volume.affine)
-        check_same_geometry(data.shape, affine, volume.shape, volume.affine,
-                            what_a=f"the mask '{path.name}'", what_b="the CT")
+        if is_nifti_path(path):
+            data, affine, fmt = *load_mask_nifti(path), "nifti"
+        else:
+            loaded = load_nrrd(path)
+            data, affine, fmt = np.asarray(loaded.hu), loaded.affine, "nrrd"
         labels = sorted(int(v) for v in np.unique(data) if v)
-        return ImportedMask((data > 0).astype(np.uint8), "nifti", {"labels": labels})
+        mask = place_on_grid(data > 0, affine, volume, f"the mask '{path.name}'")
+        return ImportedMask(mask.astype(np.uint8), fmt, {"labels": labels})
     from .io.seg import read_seg
 
     contents = read_seg(path, volume, segment=segment)
@@ -169,6 +179,41 @@ def read_mask_file(path, volume: Volume, segment: int | None = None) -> Imported
         "algorithm_name": contents.algorithm_name, "seg_series_uid": contents.series_uid,
         "content_creator": contents.content_creator, "mapped_by": contents.mapped_by,
     })
+
+
+def place_on_grid(data: np.ndarray, affine: np.ndarray, volume: Volume, what: str) -> np.ndarray:
+    """``data`` (any axis order, same voxels as the CT, possibly cropped or padded) on the CT's grid.
+
+    Raises :class:`GeometryMismatchError` when the voxels do not coincide with the CT's, or when
+    voxels with content fall outside the CT.
+    """
+    data, affine = reorient_onto(data, affine, volume.affine)
+    target = np.asarray(volume.affine, dtype=float)
+    if data.shape == volume.shape and np.allclose(affine, target, atol=0.01):
+        return np.asarray(data)
+    if not np.allclose(affine[:3, :3], target[:3, :3], atol=1e-3):
+        raise GeometryMismatchError(
+            f"{what[0].upper()}{what[1:]} has shape {data.shape} (z, y, x) and other voxel sizes or axes than the "
+            f"CT {volume.shape}: it was made on another image grid. Resample it onto the CT first.")
+    offset = np.linalg.solve(target, affine[:, 3])[:3]
+    start = np.round(offset).astype(int)
+    if np.linalg.norm(target[:3, :3] @ (offset - start)) > 0.01:
+        raise GeometryMismatchError(
+            f"{what[0].upper()}{what[1:]} is shifted by {np.round(offset - start, 3).tolist()} voxels against the "
+            "CT: its voxels fall between the CT's. Were they made from different series?")
+    low = np.maximum(start, 0)
+    high = np.minimum(start + np.array(data.shape), volume.shape)
+    inside = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(low, high, start))
+    kept = int(np.count_nonzero(data[inside])) if np.all(high > low) else 0
+    if kept != int(np.count_nonzero(data)):
+        raise GeometryMismatchError(
+            f"{int(np.count_nonzero(data)) - kept} voxels with content of {what} lie outside the CT "
+            f"(the mask's grid starts at CT index {start.tolist()}, shape {data.shape}, the CT has {volume.shape}): "
+            "it was made on another series or reconstruction.")
+    mask = np.zeros(volume.shape, dtype=data.dtype)
+    if kept:
+        mask[tuple(slice(int(a), int(b)) for a, b in zip(low, high))] = data[inside]
+    return mask
 
 
 def reorient_onto(data: np.ndarray, affine: np.ndarray, target_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

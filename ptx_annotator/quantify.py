@@ -22,7 +22,8 @@ Rim (the BTS "2 cm" rule, measured in 3D)
     ``bts_large`` is ``max_rim_mm >= 20``. The BTS measures at the hilum on a chest X-ray; this 3D
     figure is the largest gap anywhere, apex included. It assumes the mask reaches the chest wall:
     pleural air left out of the mask counts as lung. A side whose lung is fully collapsed (no
-    aerated lung left) has no rim (None) and a note.
+    aerated lung left) has no rim (None) and a note. Mask voxels outside the body are counted in
+    the volumes (with a note) but not in the rim.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def quantify(mask: np.ndarray, volume: Volume, anatomy=None) -> Quantification:
         n_voxels=int(mask.sum()), n_components=int(ndi.label(mask)[1]) if mask.any() else 0,
         voxel_volume_ml=voxel_ml, midline_left_mm=midline, orientation=volume.orientation, notes=notes,
     )
+    outside_body_ml = float((mask & ~anatomy.body).sum()) * voxel_ml if anatomy.body.any() else 0.0
+    if outside_body_ml > 0:
+        notes.append(f"{outside_body_ml:.1f} mL of the mask lies outside the body; the rim ignores it.")
     best = None
     for side in SIDES:
         cavity_ml = float((hemithorax[side] | sides[side]).sum()) * voxel_ml
@@ -126,9 +130,10 @@ def quantify(mask: np.ndarray, volume: Volume, anatomy=None) -> Quantification:
             setattr(result, f"hemithorax_share_{side}", getattr(result, f"volume_{side}_ml") / cavity_ml)
         else:
             notes.append(f"No {side} hemithorax was found on this CT; its share is not defined.")
-        if not sides[side].any():
+        in_body = sides[side] & anatomy.body if anatomy.body.any() else sides[side]
+        if not in_body.any():
             continue
-        rim = widest_rim(sides[side], anatomy.lung(side) & ~mask, volume.spacing)
+        rim = widest_rim(in_body, anatomy.lung(side) & ~mask, volume.spacing)
         if rim is None:
             notes.append(f"No aerated {side} lung is left beside the pneumothorax (complete collapse, or the "
                          "mask covers the lung): the rim is not defined.")

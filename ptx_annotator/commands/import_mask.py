@@ -1,16 +1,16 @@
-"""`ptx-annotate import STUDY --annotator NAME MASK_PATH`: a NIfTI or DICOM SEG mask into the store."""
+"""`ptx-annotate import STUDY --annotator NAME MASK_PATH`: a NIfTI, NRRD or DICOM SEG mask into the store."""
 
 from __future__ import annotations
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "import", help="import a NIfTI or DICOM SEG mask as an annotator's mask",
-        description="Save a NIfTI mask or DICOM SEG as a new mask version of one annotator. The mask must lie "
+        "import", help="import a NIfTI, NRRD or DICOM SEG mask as an annotator's mask",
+        description="Save a NIfTI or NRRD mask or a DICOM SEG as a new mask version of one annotator. The mask must lie "
                     "on the CT's grid (a SEG is matched by referenced slice UIDs or positions); slices with "
                     "content are marked 'edited' with source 'import:<file name>'.")
     parser.add_argument("study", help="the CT: DICOM series folder or file, NIfTI or NRRD")
-    parser.add_argument("mask_path", metavar="MASK_PATH", help="NIfTI (.nii.gz) mask or DICOM SEG file")
+    parser.add_argument("mask_path", metavar="MASK_PATH", help="NIfTI (.nii.gz) or NRRD mask, or DICOM SEG file")
     parser.add_argument("--annotator", required=True, help="whose mask it becomes")
     parser.add_argument("--store", default=None, help="annotation store folder (default: <study>/.ptx)")
     parser.add_argument("--series", default=None, help="SeriesInstanceUID when the study holds several series")

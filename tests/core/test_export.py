@@ -1,5 +1,6 @@
 """DICOM SEG and NIfTI export / import of annotator masks on the real TCIA chest CT."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -7,7 +8,7 @@ import pydicom
 import pytest
 
 from ptx_annotator.cli import main
-from ptx_annotator.errors import GeometryMismatchError, PtxError
+from ptx_annotator.errors import GeometryMismatchError, PtxError, StudyError
 from ptx_annotator.export import export_annotation, import_mask, mask_provenance, read_mask_file
 from ptx_annotator.review import ACCEPTED, EDITED, PROPOSED, UNREVIEWED
 from ptx_annotator.store import Annotation, AnnotationStore
@@ -98,6 +99,10 @@ def test_manual_and_empty_seg(tcia_volume, tmp_path):
     seg = hd.seg.segread(empty)
     assert seg.NumberOfFrames == tcia_volume.shape[0]
     assert not read_mask_file(empty, tcia_volume).mask.any()
+    from_nifti = dataclasses.replace(tcia_volume, source_files=[], series_uid=None)
+    with pytest.raises(StudyError, match="--format nifti"):
+        export_annotation(from_nifti, _annotation(tcia_volume), "seg", tmp_path / "no.dcm")
+    assert not (tmp_path / "no.dcm").exists() and not list(tmp_path.glob(".tmp-*"))
 
 
 def test_nifti_round_trip_and_reoriented_copy(tcia_volume, tmp_path):
@@ -121,6 +126,28 @@ def test_nifti_round_trip_and_reoriented_copy(tcia_volume, tmp_path):
     np.testing.assert_array_equal(read_mask_file(tmp_path / "flipped.nii.gz", tcia_volume).mask, annotation.mask)
 
 
+def test_cropped_nifti_and_nrrd_masks_land_on_the_ct_grid(tcia_volume, tmp_path):
+    import nibabel as nib
+    import nrrd
+
+    from ptx_annotator.io.volume_files import nifti_affine_from_lps
+
+    mask = _annotation(tcia_volume).mask
+    crop = (slice(18, 27), slice(140, 330), slice(60, 440))  # around the content, as some tools save it
+    affine = np.array(tcia_volume.affine, dtype=float)
+    affine[:3, 3] += affine[:3, :3] @ [s.start for s in crop]
+    nib.save(nib.Nifti1Image(mask[crop].transpose(2, 1, 0).copy(), nifti_affine_from_lps(affine)),
+             str(tmp_path / "cropped.nii.gz"))
+    np.testing.assert_array_equal(read_mask_file(tmp_path / "cropped.nii.gz", tcia_volume).mask, mask)
+
+    header = {"space": "left-posterior-superior", "space directions": affine[:3, 2::-1].T,
+              "space origin": affine[:3, 3], "kinds": ["domain"] * 3}
+    nrrd.write(str(tmp_path / "cropped.seg.nrrd"), (mask[crop] * 3).transpose(2, 1, 0).copy(), header)
+    imported = read_mask_file(tmp_path / "cropped.seg.nrrd", tcia_volume)
+    assert imported.file_format == "nrrd" and imported.details["labels"] == [3]
+    np.testing.assert_array_equal(imported.mask, mask)
+
+
 def test_import_refuses_other_geometry(tcia_volume, tmp_path):
     import nibabel as nib
 
@@ -129,11 +156,18 @@ def test_import_refuses_other_geometry(tcia_volume, tmp_path):
     shifted = image.affine.copy()
     shifted[2, 3] += 2.5  # half a slice along z
     nib.save(nib.Nifti1Image(np.asarray(image.dataobj), shifted), str(tmp_path / "shifted.nii.gz"))
-    with pytest.raises(GeometryMismatchError, match="different positions"):
+    with pytest.raises(GeometryMismatchError, match="fall between the CT's"):
         read_mask_file(tmp_path / "shifted.nii.gz", tcia_volume)
-    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:, :, :40], image.affine), str(tmp_path / "short.nii.gz"))
-    with pytest.raises(GeometryMismatchError, match="shape"):
-        read_mask_file(tmp_path / "short.nii.gz", tcia_volume)
+    late = image.affine.copy()
+    late[:3, 3] += late[:3, 2] * 40  # the grid starts at CT slice 40: content at 60..64, past the last slice
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), late), str(tmp_path / "late.nii.gz"))
+    with pytest.raises(GeometryMismatchError, match="lie outside the CT"):
+        read_mask_file(tmp_path / "late.nii.gz", tcia_volume)
+    coarse = image.affine.copy()
+    coarse[:3, :2] *= 2
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[::2, ::2], coarse), str(tmp_path / "coarse.nii.gz"))
+    with pytest.raises(GeometryMismatchError, match="other voxel sizes"):
+        read_mask_file(tmp_path / "coarse.nii.gz", tcia_volume)
 
     seg_path = export_annotation(tcia_volume, _annotation(tcia_volume), "seg", tmp_path / "ptx.dcm")
     seg = pydicom.dcmread(seg_path)

@@ -108,6 +108,11 @@ def test_rim_undefined_without_lung_and_uneven_rim():
     collapsed = quantify((radius < 60).astype(np.uint8), volume, anatomy)  # no aerated lung left
     assert collapsed.max_rim_mm is None and collapsed.bts_large is None
     assert any("collapse" in note for note in collapsed.notes)
+    stray = shell.copy()
+    stray[0, 0, :5] = 1  # a slip of the brush outside the body: counted, noted, not a rim
+    with_stray = quantify(stray, volume, anatomy)
+    assert with_stray.n_voxels == shell.sum() + 5 and any("outside the body" in n for n in with_stray.notes)
+    assert with_stray.max_rim_mm == quantify(shell, volume, anatomy).max_rim_mm
     # a shell thicker on one side: the rim is the widest gap, found at that side
     lopsided = shell.copy()
     z, y, x = np.indices(shell.shape)
