@@ -40,7 +40,6 @@ def write_comparison_outputs(comparison: Comparison, out_dir, ct_hu=None) -> dic
         "summary": out / "summary.json",
         "disagreement": out / "disagreement.nii.gz",
         "consensus": out / "consensus.nii.gz",
-        "report": out / "report.html",
     }
     write_bytes_atomic(paths["per_slice"], per_slice_csv(comparison).encode())
     write_json_atomic(paths["summary"], json_safe(comparison.summary))
@@ -49,6 +48,7 @@ def write_comparison_outputs(comparison: Comparison, out_dir, ct_hu=None) -> dic
     if comparison.staple_probability is not None:
         paths["staple_probability"] = out / "staple_probability.nii.gz"
         _write_float(comparison.staple_probability, affine, paths["staple_probability"])
+    paths["report"] = out / "report.html"
     write_bytes_atomic(paths["report"], report_html(comparison, ct_hu).encode())
     return paths
 
@@ -144,6 +144,8 @@ def volume_bars_png(comparison: Comparison, volumes_ml: dict[str, float]) -> str
     axis.bar(names, [volumes_ml[n] for n in names], color=colours)
     axis.set_ylabel("volume (mL)")
     axis.set_title("Volumes per reader and consensus")
+    axis.set_ylim(0, max(1e-3, *volumes_ml.values()) * 1.15)
+    axis.tick_params(axis="x", labelrotation=20)
     for i, name in enumerate(names):
         axis.text(i, volumes_ml[name], f"{volumes_ml[name]:.1f}", ha="center", va="bottom", fontsize=8)
     return _png(figure)
@@ -164,9 +166,10 @@ def worst_slices_png(comparison: Comparison, ct_hu=None, count: int = WORST_SLIC
     figure, axes = plt.subplots(1, len(slices), figsize=(3.6 * len(slices), 3.9), squeeze=False)
     colours = np.array([DISAGREEMENT_COLORS[v] for v in range(4)], dtype=np.float32)
     for axis, z in zip(axes[0], slices):
-        labels = comparison.disagreement[z]
+        window = _zoom_window(comparison.disagreement[z])
+        labels = comparison.disagreement[z][window]
         if ct_hu is not None:
-            axis.imshow(hu_to_unit(ct_hu[z], LUNG_WINDOW_HU), cmap="gray", vmin=0, vmax=1,
+            axis.imshow(hu_to_unit(ct_hu[z][window], LUNG_WINDOW_HU), cmap="gray", vmin=0, vmax=1,
                         aspect=spacing_y / spacing_x, interpolation="nearest")
         else:
             axis.imshow(np.zeros(labels.shape), cmap="gray", vmin=0, vmax=1, aspect=spacing_y / spacing_x)
@@ -184,6 +187,19 @@ def worst_slices_png(comparison: Comparison, ct_hu=None, count: int = WORST_SLIC
     figure.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
     figure.subplots_adjust(bottom=0.12)
     return _png(figure)
+
+
+def _zoom_window(labels: np.ndarray, margin: int = 24, minimum: int = 96) -> tuple[slice, slice]:
+    """The marked part of a slice plus ``margin`` pixels, at least ``minimum`` pixels wide."""
+    rows, columns = np.nonzero(labels)
+    window = []
+    for hits, size in ((rows, labels.shape[0]), (columns, labels.shape[1])):
+        low, high = int(hits.min()) - margin, int(hits.max()) + 1 + margin
+        if high - low < minimum:
+            centre = (low + high) // 2
+            low, high = centre - minimum // 2, centre + minimum // 2
+        window.append(slice(max(0, low), min(size, high)))
+    return tuple(window)
 
 
 # -- HTML --------------------------------------------------------------------------------------
