@@ -195,17 +195,18 @@ class ReviewWidget(QWidget):
 
     def attach(self, volume, store, annotator: str, read_only: bool = False, image_layer=None) -> ReviewSession:
         """Show ``volume`` with the annotator's mask and start reviewing it."""
-        self.close_session()
+        if not self.close_session():
+            raise PtxError("The open series could not be saved; fix that (see above) before opening another.")
+        self._remove_layers(keep=image_layer)
         if read_only:
             annotation = store.load(volume.key, annotator, volume) if store is not None else None
             session = ReviewSession(volume, annotation, None) if annotation else ReviewSession.open(volume, None, annotator)
         else:
             session = ReviewSession.open(volume, store, annotator)
-        self.session = session
         if not read_only:
             remember_annotator(session.annotator)
         self.annotator_edit.setText(session.annotator)
-        self._remove_layers(keep=image_layer)
+        # layers first, session second: adding layers moves the dims, which must not move the session
         self.image_layer, self.overlay_layer, self.mask_layer = add_review_layers(
             self.viewer, volume, session.annotation.mask, session.proposal_mask, session.annotator, image_layer)
         self.mask_layer.events.paint.connect(self._on_paint)
@@ -213,6 +214,7 @@ class ReviewWidget(QWidget):
         self._apply_window(self.window_check.isChecked())
         self.viewer.dims.set_current_step(0, session.current_slice)
         self.viewer.reset_view()
+        self.session = session
         self._refresh(volumes=True)
         where = "memory only (not saved)" if session.store is None else str(session.store.root)
         self._status(f"{volume.description or volume.key}: {volume.shape[0]} slices; saving to {where}.")
@@ -339,14 +341,15 @@ class ReviewWidget(QWidget):
             self._status("Cancelling the proposal…")
 
     def _on_proposal_slice(self, result) -> None:
-        if self.session is None or self.proposal_run is None:
+        run, session = self.proposal_run, self.session
+        if session is None or run is None:
             return
-        self.proposal_run.slices_done += 1
-        self.session.add_proposal_slice(result)
-        if self._progress is not None:
-            self._progress.update(1)
-        if result.index == self.session.current_slice or self.proposal_run.slices_done % 8 == 0:
+        run.slices_done += 1
+        session.add_proposal_slice(result)
+        if result.index == session.current_slice or run.slices_done % 8 == 0:
             self._refresh(mask=True, overlay=True, volumes=True)
+        if self._progress is not None:
+            self._progress.update(1)  # may process pending events (even this run's end)
 
     def _on_proposal_error(self, exc) -> None:
         self._error(f"The proposer failed: {exc}. Slices proposed so far are kept.")

@@ -1,0 +1,219 @@
+"""The review widget in a real napari viewer: actions, keys, painting, autosave, reopening, Propose."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QPoint, Qt
+
+from ptx_annotator.phantom import make_chest_phantom, save_phantom
+from ptx_annotator.plugins.napari import _review_widget
+from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+from ptx_annotator.preprocessing import LUNG_WINDOW_HU, MEDIASTINAL_WINDOW_HU
+from ptx_annotator.proposal import SliceResult, slice_order
+from ptx_annotator.review import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED
+from ptx_annotator.store import AnnotationStore
+
+
+class TruthProposer:
+    """Proposes the truth mask, optionally slowly and waiting on a gate after the first slice."""
+
+    source_id = "truth-test"
+
+    def __init__(self, truth, delay=0.0, gate=None):
+        self.truth, self.delay, self.gate = truth, delay, gate
+        self.first_seen = None
+
+    def describe(self):
+        return {"kind": "test"}
+
+    def iter_slices(self, volume, first_slice=None, should_cancel=None):
+        order = slice_order(volume.shape[0], first_slice)
+        for done, index in enumerate(order, 1):
+            if should_cancel is not None and should_cancel():
+                return
+            if self.first_seen is None:
+                self.first_seen = index
+            yield SliceResult(index, self.truth[index], self.truth[index].astype(np.float32), done, len(order))
+            if self.gate is not None:
+                self.gate.wait(5)
+            time.sleep(self.delay)
+
+
+@pytest.fixture(scope="module")
+def case():
+    return make_chest_phantom(shape=(10, 96, 96), spacing=(5.0, 3.0, 3.0), side="right", fraction=0.3)
+
+
+@pytest.fixture
+def study(case, tmp_path, monkeypatch):
+    monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
+    ct_path, _ = save_phantom(case, tmp_path / "study")
+    return ct_path, tmp_path / "store"
+
+
+@pytest.fixture
+def widget(make_napari_viewer, study):
+    viewer = make_napari_viewer()
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.open_study(study[0], "alice", store_dir=study[1])
+    yield widget
+    widget.close_session()
+
+
+def run_proposal(qtbot, widget, proposer, monkeypatch):
+    monkeypatch.setattr(_review_widget, "make_proposer", lambda *a, **k: proposer)
+    widget.start_proposal()
+    qtbot.waitUntil(lambda: widget.proposal_run is None, timeout=20000)
+
+
+def saved(widget):
+    widget.autosave()
+    return AnnotationStore(widget.session.store.root).load(widget.session.volume.key, "alice")
+
+
+def press(qtbot, widget, key):
+    """A real key press on the canvas (napari asks the active layer's keymap first, then the viewer's)."""
+    canvas = widget.viewer.window._qt_viewer.canvas.native
+    qtbot.keyClick(canvas, getattr(Qt, f"Key_{key}"))
+
+
+def test_open_shows_ct_proposal_and_editable_mask_in_mm(widget, case):
+    image, overlay, mask = widget.image_layer, widget.overlay_layer, widget.mask_layer
+    assert tuple(image.scale) == case.volume.spacing == tuple(mask.scale) == tuple(overlay.scale)
+    assert tuple(image.contrast_limits) == LUNG_WINDOW_HU
+    assert mask.editable and widget.viewer.layers.selection.active is mask
+    assert overlay.locked and overlay.blending == "additive"
+    assert mask.data is widget.session.annotation.mask
+    widget.window_check.setChecked(True)
+    assert tuple(image.contrast_limits) == MEDIASTINAL_WINDOW_HU
+    widget.toggle_window()
+    assert tuple(image.contrast_limits) == LUNG_WINDOW_HU
+
+
+def test_propose_fills_the_overlay_and_mask_slice_on_screen_first(qtbot, widget, case, monkeypatch):
+    proposer = TruthProposer(case.truth)
+    run_proposal(qtbot, widget, proposer, monkeypatch)
+    session = widget.session
+    assert proposer.first_seen == session.current_slice
+    assert np.array_equal(widget.overlay_layer.data, case.truth)
+    assert session.states() == [PROPOSED] * 10
+    assert "right" in widget.volume_label.text()
+    right_ml = case.truth.sum() * case.volume.voxel_volume_ml
+    assert f"right {right_ml:.1f} mL" in widget.volume_label.text()
+    assert saved(widget).proposals["truth-test"]["completed"] is True
+
+
+def test_each_button_changes_the_state_and_what_is_saved(qtbot, widget, case, monkeypatch):
+    run_proposal(qtbot, widget, TruthProposer(case.truth), monkeypatch)
+    z = widget.session.current_slice
+    qtbot.mouseClick(widget.buttons["accept"], Qt.LeftButton)
+    assert widget.strip.states[z] == ACCEPTED and saved(widget).review[z].state == ACCEPTED
+    qtbot.mouseClick(widget.buttons["flag"], Qt.LeftButton)
+    assert saved(widget).review[z].state == FLAGGED
+    qtbot.mouseClick(widget.buttons["clear"], Qt.LeftButton)
+    on_disk = saved(widget)
+    assert on_disk.review[z].state == EDITED and not on_disk.mask[z].any()
+    qtbot.mouseClick(widget.buttons["copy"], Qt.LeftButton)
+    on_disk = saved(widget)
+    assert on_disk.review[z].state == PROPOSED and np.array_equal(on_disk.mask[z], case.truth[z])
+    widget.session.accept(z + 1)
+    qtbot.mouseClick(widget.buttons["next"], Qt.LeftButton)
+    assert widget.session.current_slice == z + 2  # z + 1 is accepted: skipped
+    qtbot.mouseClick(widget.buttons["previous"], Qt.LeftButton)
+    assert widget.session.current_slice == z
+    root, key = widget.session.store.root, widget.session.volume.key
+    assert widget.close_session()  # closing saves the slice you were on
+    assert AnnotationStore(root).load(key, "alice").current_slice == z
+
+
+def test_keys_act_even_when_the_mask_layer_is_active(qtbot, widget):
+    z = widget.session.current_slice
+    press(qtbot, widget, "F")
+    assert widget.session.state(z) == FLAGGED
+    press(qtbot, widget, "A")
+    assert widget.session.state(z) == ACCEPTED
+    press(qtbot, widget, "N")
+    assert widget.session.current_slice == z + 1
+    widget.mask_layer.mode = "pan_zoom"
+    press(qtbot, widget, "P")
+    assert widget.session.current_slice == z - 1
+    assert widget.mask_layer.mode == "pan_zoom"  # 'P' went to the review, not to the paint tool
+
+
+def test_painting_marks_the_slice_edited_and_updates_the_volume(qtbot, widget, case):
+    widget.go_to(3)
+    assert widget.session.state(3) == UNREVIEWED
+    widget.mask_layer.paint((3, 40, 70), 1)  # data coordinates: left lung side
+    assert widget.session.state(3) == EDITED
+    assert widget.strip.states[3] == EDITED
+    qtbot.waitUntil(lambda: "left 0.0 mL" not in widget.volume_label.text(), timeout=3000)
+    assert widget.autosave_timer.isActive()
+    on_disk = saved(widget)
+    assert on_disk.review[3].state == EDITED and on_disk.mask[3, 40, 70] == 1
+
+
+def test_clicking_the_strip_jumps_to_that_slice(qtbot, widget):
+    strip = widget.strip
+    strip.resize(200, 24)
+    cell = strip.cell_rect(7)
+    qtbot.mouseClick(strip, Qt.LeftButton, pos=QPoint(cell.center().x(), 10))
+    assert widget.session.current_slice == 7
+    assert widget.viewer.dims.current_step[0] == 7 and strip.current == 7
+
+
+def test_reopening_restores_mask_states_and_slice(make_napari_viewer, widget, study):
+    widget.go_to(2)
+    widget.mask_layer.paint((2, 30, 30), 1)
+    widget.flag_slice()
+    widget.go_to(6)
+    mask, states = widget.session.annotation.mask.copy(), widget.session.states()
+    assert widget.close_session()
+    viewer = make_napari_viewer()
+    again = ReviewWidget(viewer)
+    assert again.annotator_edit.text() == "alice"  # remembered
+    session = again.open_study(study[0], "alice", store_dir=study[1])
+    assert np.array_equal(session.annotation.mask, mask) and mask[2].any()
+    assert session.states() == states and states[2] == FLAGGED
+    assert session.current_slice == 6 and viewer.dims.current_step[0] == 6
+    assert again.close_session()
+
+
+def test_a_failed_save_is_shown_and_the_work_kept(widget, monkeypatch):
+    widget.clear_slice()
+    widget.mask_layer.paint((widget.session.current_slice, 20, 20), 1)
+
+    def broken(annotation):
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(widget.session.store, "save", broken)
+    assert widget.autosave() is False
+    assert "Permission denied" in widget.status_label.text()
+    assert widget.session.dirty and widget.session.annotation.mask.any()
+    widget.go_to(0)  # navigation still works, the error stays visible
+    assert "Could not save" in widget.status_label.text()
+
+
+def test_actions_report_errors_instead_of_raising(widget):
+    widget._run_action(widget.copy_proposal)  # no proposal yet
+    assert "Propose" in widget.status_label.text()
+
+
+def test_the_propose_worker_can_be_cancelled(qtbot, widget, case, monkeypatch):
+    gate = threading.Event()
+    proposer = TruthProposer(case.truth, delay=0.05, gate=gate)
+    monkeypatch.setattr(_review_widget, "make_proposer", lambda *a, **k: proposer)
+    run = widget.start_proposal()
+    assert widget.propose_button.text() == "Cancel"
+    qtbot.waitUntil(lambda: len(widget.session.proposed_slices) >= 1, timeout=10000)
+    qtbot.mouseClick(widget.propose_button, Qt.LeftButton)  # Cancel
+    assert run.cancelled
+    gate.set()
+    qtbot.waitUntil(lambda: widget.proposal_run is None, timeout=10000)
+    session = widget.session
+    assert session.current_slice in session.proposed_slices
+    assert len(session.proposed_slices) < 10
+    assert session.annotation.proposals["truth-test"]["completed"] is False
+    assert widget.propose_button.text() == "Propose"
