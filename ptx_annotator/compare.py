@@ -13,6 +13,9 @@ Consensus
   the bounding box of all masks grown by ``STAPLE_MARGIN`` voxels (no reader marked anything
   outside it; probability 0 there), which keeps it fast and keeps the acres of empty air far from
   every mask from dominating the prior. The consensus is probability > 0.5.
+
+:func:`compare_masks` uses STAPLE as the consensus of three or more readers (keeping their
+majority vote beside it) and the majority vote, i.e. the intersection, for two.
 """
 
 from __future__ import annotations
@@ -172,6 +175,7 @@ class Comparison:
     consensus: np.ndarray
     consensus_method: str
     staple_probability: np.ndarray | None = None
+    majority: np.ndarray | None = None  # majority vote of 3+ readers (with 2 it is the consensus)
     pairs: list[dict] = field(default_factory=list)
 
 
@@ -220,7 +224,7 @@ def compare_masks(masks: dict, spacing, affine=None, affines: dict | None = None
     summary["pairs"] = pairs
 
     staple_probability = None
-    if len(names) >= 3:
+    if len(names) >= 3:  # STAPLE is the consensus; the majority vote is kept beside it
         staple_result = staple([arrays[n] for n in names])
         consensus, method = staple_result.consensus, "staple"
         staple_probability = staple_result.probability
@@ -232,6 +236,7 @@ def compare_masks(masks: dict, spacing, affine=None, affines: dict | None = None
             "dice_with_majority_vote": metrics.dice(consensus, majority),
         }
     else:
+        majority = None
         consensus, method = majority_vote([a, b]), "majority_vote_intersection"
     summary["consensus_method"] = method
     summary["consensus_volume_ml"] = metrics.volume_ml(consensus, spacing)
@@ -240,6 +245,7 @@ def compare_masks(masks: dict, spacing, affine=None, affines: dict | None = None
         readers=names, spacing=spacing, affine=None if affine is None else np.asarray(affine, float),
         summary=summary, per_slice=rows, ranked_slices=ranked, disagreement=disagreement_map(a, b),
         consensus=consensus, consensus_method=method, staple_probability=staple_probability, pairs=pairs,
+        majority=majority,
     )
 
 

@@ -48,6 +48,9 @@ def write_comparison_outputs(comparison: Comparison, out_dir, ct_hu=None) -> dic
     if comparison.staple_probability is not None:
         paths["staple_probability"] = out / "staple_probability.nii.gz"
         _write_float(comparison.staple_probability, affine, paths["staple_probability"])
+    if comparison.majority is not None:
+        paths["majority_vote"] = out / "majority_vote.nii.gz"
+        _write_mask(comparison.majority, affine, paths["majority_vote"])
     paths["report"] = out / "report.html"
     write_bytes_atomic(paths["report"], report_html(comparison, ct_hu).encode())
     return paths

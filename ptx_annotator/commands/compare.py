@@ -16,7 +16,8 @@ def register(subparsers) -> None:
         help="compare annotators' masks: Dice, HD95, volumes, disagreement map, consensus, HTML report",
         description="Compare two or more readers' pneumothorax masks of one CT series. Writes per_slice.csv, "
                     "summary.json, disagreement.nii.gz (0 none, 1 only A, 2 only B, 3 both), consensus.nii.gz "
-                    "(STAPLE for 3+ readers, else the intersection) and report.html into --out.",
+                    "(STAPLE for 3+ readers, else the intersection) and report.html into --out; with 3+ readers also "
+                    "staple_probability.nii.gz and majority_vote.nii.gz.",
     )
     parser.add_argument("study", nargs="?", help="the study (DICOM folder, NIfTI, NRRD); optional with --masks, "
                         "where it only adds the CT behind the report's pictures")

@@ -138,6 +138,9 @@ def test_compare_annotators_from_the_store_with_staple(two_readers, tcia_volume,
     consensus, _ = load_mask_nifti(out / "consensus.nii.gz")
     np.testing.assert_array_equal(consensus, (probability > 0.5).astype(np.uint8))
     assert (consensus[truth.astype(bool) & reader_b.astype(bool)] == 1).all()  # all three agree there
+    majority, _ = load_mask_nifti(out / "majority_vote.nii.gz")
+    votes = truth.astype(int) + reader_b + reader_c
+    np.testing.assert_array_equal(majority, (votes >= 2).astype(np.uint8))
 
 
 def test_masks_on_another_grid_are_refused(two_readers, tmp_path, capsys):

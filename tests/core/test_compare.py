@@ -106,6 +106,7 @@ def test_compare_three_readers_summary_and_staple():
     assert len(s["pairs"]) == 3 and s["pairs"][2]["reader_a"] == "bob"
     assert s["pairs"][1]["dice"] == pytest.approx(M.dice(a, c))
     assert result.consensus_method == "staple" and result.staple_probability.shape == a.shape
+    np.testing.assert_array_equal(result.majority, ((a + b + c) >= 2).astype(np.uint8))
     assert set(s["staple"]["sensitivity"]) == {"alice", "bob", "carol"}
     assert result.disagreement.max() == 3 and result.ranked_slices[0] in (1, 4)
 
@@ -114,7 +115,7 @@ def test_two_readers_consensus_is_their_intersection():
     a, b = _readers()
     result = C.compare_masks({"a": a, "b": b}, SPACING)
     np.testing.assert_array_equal(result.consensus, (a & b).astype(np.uint8))
-    assert result.staple_probability is None
+    assert result.staple_probability is None and result.majority is None
 
 
 def test_geometry_mismatch_is_refused():
@@ -146,3 +147,29 @@ def test_masks_from_the_annotation_store(tmp_path):
     np.testing.assert_array_equal(masks["bob"], b)
     with pytest.raises(PtxError, match="annotators there: alice, bob"):
         C.load_annotator_masks(study, ["alice", "zoe"], store_dir=tmp_path / "store")
+
+
+@pytest.mark.parametrize("case", ["both empty", "only A"])
+def test_outputs_for_empty_masks_hold_no_nan(case, tmp_path):
+    import json
+
+    from ptx_annotator.compare_report import write_comparison_outputs
+
+    a = np.zeros((4, 16, 16), np.uint8)
+    b = np.zeros_like(a)
+    if case == "only A":
+        a[1:3, 4:9, 4:9] = 1
+    result = C.compare_masks({"a": a, "b": b}, SPACING, affine=np.diag([*SPACING, 1.0]))
+    paths = write_comparison_outputs(result, tmp_path)
+    text = paths["summary"].read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    summary = json.loads(text)
+    expected_dice = 1.0 if case == "both empty" else 0.0
+    assert summary["dice"] == expected_dice and summary["pairs"][0]["dice"] == expected_dice
+    penalty = M.empty_distance_penalty(a.shape, SPACING)
+    assert summary["hd95_mm"] == (0.0 if case == "both empty" else pytest.approx(penalty))
+    page = paths["report"].read_text()
+    if case == "both empty":
+        assert "agree on every voxel" in page and page.count("data:image/png;base64,") == 2
+    else:
+        assert page.count("data:image/png;base64,") == 3
