@@ -257,6 +257,9 @@ class ReviewSession:
 
     def _count_slice(self, z: int) -> None:
         painted = self.annotation.mask[z] > 0
+        if not painted.any():
+            self._side_counts[z] = (0, 0)
+            return
         left = int(np.count_nonzero(painted & self._side_of_pixel[z]))
         self._side_counts[z] = (int(np.count_nonzero(painted)) - left, left)
 

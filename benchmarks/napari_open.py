@@ -1,0 +1,78 @@
+"""How fast the napari review opens a real 64-slice chest CT and moves between slices.
+
+Run under a display (e.g. ``xvfb-run -a .venv/bin/python benchmarks/napari_open.py [STUDY]``).
+Prints the figures of one run; targets from issue 4: open until paintable < 5 s, slice change
+including the state-strip update < 50 ms.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_STUDY = Path(__file__).resolve().parents[2] / "shared" / "data" / "ct" / "tcia_lung_pet_ct_dx_A0001"
+
+
+def main(argv: list[str]) -> int:
+    study = Path(argv[0]) if argv else DEFAULT_STUDY
+    if not study.exists():
+        print(f"study not found: {study} (give a DICOM folder as the first argument)")
+        return 2
+    started = time.perf_counter()
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+
+    imported = time.perf_counter()
+    viewer = napari.Viewer(show=True)
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Pneumothorax review", area="right")
+    QApplication.processEvents()
+    viewer_ready = time.perf_counter()
+    with tempfile.TemporaryDirectory() as store:
+        session = widget.open_study(study, "benchmark", store_dir=store, propose=False)
+        QApplication.processEvents()  # first paint of the canvas and the widget
+        opened = time.perf_counter()
+        assert widget.mask_layer.editable and widget.mask_layer.mode == "paint"
+        n = session.n_slices
+        print(f"study: {study.name}, {n} slices {session.volume.shape[1]}x{session.volume.shape[2]}")
+        print(f"import napari + plugin: {imported - started:.2f} s; viewer + widget: {viewer_ready - imported:.2f} s")
+        print(f"open study until paintable (read, store, layers, first paint): {opened - viewer_ready:.2f} s "
+              f"(target < 5 s); from launch: {opened - started:.2f} s")
+
+        clean = _time_slice_changes(widget, n, edit=False)
+        print(f"slice change incl. state strip and canvas redraw, nothing to save: median "
+              f"{statistics.median(clean) * 1000:.1f} ms, max {max(clean) * 1000:.1f} ms over {len(clean)} "
+              "changes (target < 50 ms)")
+        edited = _time_slice_changes(widget, n, edit=True, count=8)
+        print(f"slice change after an edit (autosave of the mask to the store): median "
+              f"{statistics.median(edited) * 1000:.1f} ms, max {max(edited) * 1000:.1f} ms over {len(edited)} changes")
+        widget.close_session()
+    viewer.close()
+    return 0
+
+
+def _time_slice_changes(widget, n: int, edit: bool, count: int = 40) -> list[float]:
+    from qtpy.QtWidgets import QApplication
+
+    times = []
+    for step in range(count):
+        target = (widget.session.current_slice + 7) % n
+        if edit:
+            z = widget.session.current_slice
+            widget.mask_layer.paint((z, 200 + step, 150), 1)
+        start = time.perf_counter()
+        widget.go_to(target)
+        widget.strip.repaint()  # the strip paints now, not at the next idle moment
+        QApplication.processEvents()
+        times.append(time.perf_counter() - start)
+        assert widget.strip.current == target == widget.session.current_slice
+    return times
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
