@@ -24,6 +24,7 @@ def atomic_path(target, suffix: str = ""):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         _fsync_file(tmp)
         os.replace(tmp, target)
     except BaseException:
@@ -43,6 +44,12 @@ def write_bytes_atomic(target, data: bytes) -> None:
 
 def write_json_atomic(target, payload) -> None:
     write_bytes_atomic(target, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_file(path) -> None:
