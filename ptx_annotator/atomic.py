@@ -9,6 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide and not thread-safe
+
+
 @contextmanager
 def atomic_path(target, suffix: str = ""):
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
@@ -24,7 +33,7 @@ def atomic_path(target, suffix: str = ""):
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         _fsync_file(tmp)
         os.replace(tmp, target)
     except BaseException:
@@ -44,12 +53,6 @@ def write_bytes_atomic(target, data: bytes) -> None:
 
 def write_json_atomic(target, payload) -> None:
     write_bytes_atomic(target, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _fsync_file(path) -> None:
