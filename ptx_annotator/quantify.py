@@ -12,16 +12,19 @@ Hemithorax share (Do et al. 2012)
     hemithorax is the pleural cavity (lung + pleural space) united with the pneumothorax voxels
     of that side, so the share lies in [0, 1].
 Rim (the BTS "2 cm" rule, measured in 3D)
-    The aerated lung is the anatomy's lung of that side minus the pneumothorax mask. A
-    pneumothorax voxel with a face neighbour that is neither pneumothorax nor aerated lung lies on
-    the parietal pleura (chest wall, diaphragm, mediastinum). The rim there is the Euclidean
-    distance in mm (anisotropic voxel spacing) from that voxel's centre to the nearest aerated-lung
-    voxel centre, i.e. the thickness of the air layer between the parietal and the visceral pleura
-    (n voxels of air across a gap measure n voxel steps). ``max_rim_mm`` is the largest rim over
-    both sides and ``max_rim_slice`` the z index (array order, 0-based) where it occurs.
-    ``bts_large`` is ``max_rim_mm >= 20``. The BTS measures at the hilum on a chest X-ray; this 3D
-    figure is the largest gap anywhere, apex included. It assumes the mask reaches the chest wall:
-    pleural air left out of the mask counts as lung. A side whose lung is fully collapsed (no
+    The distance from the lung edge to the chest wall. The aerated lung is the anatomy's lung of
+    that side minus the pneumothorax mask; the chest wall is every voxel that is neither aerated
+    intrathoracic (the anatomy's lungs, pleural air included) nor pneumothorax: chest wall,
+    diaphragm, mediastinum (the parietal pleura lines them all). A pneumothorax voxel with a face
+    neighbour in the aerated lung lies on the visceral pleura; the rim there is the Euclidean
+    distance in mm (anisotropic voxel spacing) from that voxel's centre to the nearest chest-wall
+    voxel centre, i.e. the thickness of the air layer the lung edge has retracted by (n voxels of
+    air across the gap measure n voxel steps). Measured from the lung edge, narrow recesses filled
+    with air do not inflate it. ``max_rim_mm`` is the largest rim over both sides and
+    ``max_rim_slice`` the z index (array order, 0-based) where it occurs. ``bts_large`` is
+    ``max_rim_mm >= 20``. The BTS measures at the hilum on a chest X-ray; this 3D figure is the
+    largest gap anywhere along the lung edge, apex included. Pleural air left out of the mask
+    counts as lung, so an incomplete mask under-reads. A side whose lung is fully collapsed (no
     aerated lung left) has no rim (None) and a note. Mask voxels outside the body are counted in
     the volumes (with a note) but not in the rim.
 """
@@ -122,6 +125,7 @@ def quantify(mask: np.ndarray, volume: Volume, anatomy=None) -> Quantification:
     outside_body_ml = float((mask & ~anatomy.body).sum()) * voxel_ml if anatomy.body.any() else 0.0
     if outside_body_ml > 0:
         notes.append(f"{outside_body_ml:.1f} mL of the mask lies outside the body; the rim ignores it.")
+    wall = ~(anatomy.lungs | mask)
     best = None
     for side in SIDES:
         cavity_ml = float((hemithorax[side] | sides[side]).sum()) * voxel_ml
@@ -133,10 +137,10 @@ def quantify(mask: np.ndarray, volume: Volume, anatomy=None) -> Quantification:
         in_body = sides[side] & anatomy.body if anatomy.body.any() else sides[side]
         if not in_body.any():
             continue
-        rim = widest_rim(in_body, anatomy.lung(side) & ~mask, volume.spacing)
+        rim = widest_rim(in_body, anatomy.lung(side) & ~mask, wall, volume.spacing)
         if rim is None:
-            notes.append(f"No aerated {side} lung is left beside the pneumothorax (complete collapse, or the "
-                         "mask covers the lung): the rim is not defined.")
+            notes.append(f"No aerated {side} lung touches the pneumothorax (complete collapse, or the mask "
+                         "covers the lung): the rim is not defined.")
             continue
         setattr(result, f"max_rim_{side}_mm", rim[0])
         if best is None or rim[0] > best[0]:
@@ -178,20 +182,21 @@ def _assign_sides(mask: np.ndarray, anatomy, affine: np.ndarray, midline: float)
     return {"right": right, "left": left}
 
 
-def widest_rim(pneumothorax: np.ndarray, lung: np.ndarray, spacing) -> tuple[float, tuple] | None:
-    """The largest parietal-pleura-to-lung distance (mm) of one pneumothorax and its (z, y, x) voxel.
+def widest_rim(pneumothorax: np.ndarray, lung: np.ndarray, wall: np.ndarray, spacing) -> tuple[float, tuple] | None:
+    """The largest lung-edge-to-chest-wall distance (mm) of a pneumothorax and its (z, y, x) voxel.
 
-    ``lung`` is the aerated lung (pneumothorax excluded). Returns None when there is no lung, or
-    when the pneumothorax touches nothing but lung (no parietal surface).
+    ``lung`` is the aerated lung (pneumothorax excluded), ``wall`` what is neither aerated nor
+    pneumothorax. Returns None when no pneumothorax voxel touches the lung, or there is no wall.
     """
-    if not lung.any():
+    if not lung.any() or not wall.any():
         return None
     spacing = np.asarray(spacing, dtype=float)
     margin = np.ceil(SEARCH_MARGIN_MM / spacing).astype(int)
     box = _bounding_box(pneumothorax, margin)
-    found = _rim_in_box(pneumothorax, lung, spacing, box)
-    if found is not None and found[0] > SEARCH_MARGIN_MM:  # the nearest lung may lie outside the box
-        found = _rim_in_box(pneumothorax, lung, spacing, tuple(slice(0, n) for n in pneumothorax.shape))
+    found = _rim_in_box(pneumothorax, lung, wall, spacing, box)
+    if (found is None and not wall[box].any()) or (found is not None and found[0] > SEARCH_MARGIN_MM):
+        # the nearest chest wall may lie outside the box
+        found = _rim_in_box(pneumothorax, lung, wall, spacing, tuple(slice(0, n) for n in pneumothorax.shape))
     return found
 
 
@@ -202,18 +207,16 @@ def _bounding_box(mask: np.ndarray, margin) -> tuple:
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 
-def _rim_in_box(pneumothorax, lung, spacing, box):
-    ptx, lung = pneumothorax[box], lung[box]
-    if not lung.any():
+def _rim_in_box(pneumothorax, lung, wall, spacing, box):
+    ptx, lung, wall = pneumothorax[box], lung[box], wall[box]
+    if not wall.any():
         return None
-    wall = ~ptx & ~lung
     face = ndi.generate_binary_structure(3, 1)
-    parietal = ptx & ndi.binary_dilation(wall, face, border_value=0)
-    if not parietal.any():
+    visceral = ptx & ndi.binary_dilation(lung, face, border_value=0)
+    if not visceral.any():
         return None
-    to_lung = ndi.distance_transform_edt(~lung, sampling=spacing)
-    values = np.where(parietal, to_lung, -1.0)
-    flat = int(np.argmax(values))
-    local = np.unravel_index(flat, values.shape)
+    to_wall = ndi.distance_transform_edt(~wall, sampling=spacing)
+    values = np.where(visceral, to_wall, -1.0)
+    local = np.unravel_index(int(np.argmax(values)), values.shape)
     index = tuple(int(i + s.start) for i, s in zip(local, box))
     return float(values[local]), index

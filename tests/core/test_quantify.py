@@ -94,7 +94,7 @@ def test_rim_of_a_shell_of_known_thickness(thickness_mm, large):
     assert result.bts_large is large and result.max_rim_side == "right"
     z, y, x = result.max_rim_index_zyx
     assert result.max_rim_slice == z and shell[z, y, x]
-    assert abs(radius[z, y, x] - (40.0 + thickness_mm)) <= voxel  # measured from the parietal side
+    assert abs(radius[z, y, x] - 40.0) <= voxel  # measured from the lung edge
     analytic_ml = 4 / 3 * np.pi * ((40 + thickness_mm) ** 3 - 40 ** 3) / 1000
     assert result.volume_ml == pytest.approx(shell.sum() * np.prod(volume.spacing) / 1000)
     assert result.volume_ml == pytest.approx(analytic_ml, rel=0.03)
@@ -104,7 +104,7 @@ def test_rim_of_a_shell_of_known_thickness(thickness_mm, large):
 
 def test_rim_undefined_without_lung_and_uneven_rim():
     volume, anatomy, shell, radius = _shell_case(20.0)
-    assert widest_rim(shell > 0, np.zeros_like(shell, dtype=bool), volume.spacing) is None
+    assert widest_rim(shell > 0, np.zeros_like(shell, dtype=bool), radius >= 60, volume.spacing) is None
     collapsed = quantify((radius < 60).astype(np.uint8), volume, anatomy)  # no aerated lung left
     assert collapsed.max_rim_mm is None and collapsed.bts_large is None
     assert any("collapse" in note for note in collapsed.notes)
@@ -122,6 +122,27 @@ def test_rim_undefined_without_lung_and_uneven_rim():
     result = quantify(lopsided, volume, anatomy)
     assert abs(result.max_rim_mm - 30.0) <= max(volume.spacing)
     assert result.max_rim_index_zyx[2] > centre_x
+
+
+@pytest.mark.parametrize("side, fraction", [("left", 0.2)])
+def test_simulated_pneumothorax_of_known_size(tcia_volume, tcia_anatomy, side, fraction):
+    from scipy import ndimage as ndi
+
+    from ptx_annotator.synth import simulate_pneumothorax
+
+    simulated = simulate_pneumothorax(tcia_volume, side, fraction, seed=1, anatomy=tcia_anatomy)
+    truth = simulated.mask > 0
+    result = quantify(simulated.mask, simulated.volume)  # the anatomy is found again on the simulated CT
+    other = "left" if side == "right" else "right"
+    assert getattr(result, f"volume_{side}_ml") == pytest.approx(simulated.volume_ml, abs=0.5)
+    assert getattr(result, f"volume_{other}_ml") < 0.5
+    assert getattr(result, f"hemithorax_share_{side}") == pytest.approx(simulated.fraction_achieved, abs=0.02)
+    # the simulation's air layer is 'depth from the chest wall < local thickness': its widest gap is the
+    # deepest pneumothorax voxel's depth in the original pleural cavity
+    cavity = tcia_anatomy.hemithorax(side)
+    depth = ndi.distance_transform_edt(np.pad(cavity, 1), sampling=tcia_volume.spacing)[1:-1, 1:-1, 1:-1]
+    assert abs(result.max_rim_mm - depth[truth].max()) <= max(tcia_volume.spacing)
+    assert result.max_rim_side == side and result.bts_large is (result.max_rim_mm >= 20)
 
 
 def test_cli_quantify_json_and_text(tcia_volume, tcia_dir, tmp_path, capsys):
