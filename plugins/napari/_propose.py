@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from napari.qt.threading import thread_worker
+from qtpy.QtWidgets import QFileDialog
 
 from ptx_annotator.errors import PtxError
 
 CLASSICAL = "classical"
+CHECKPOINT_ENTRY = "model checkpoint…"
 
 
 def make_proposer(choice: str, checkpoint: str | None = None):
@@ -56,3 +59,88 @@ def _iterate_proposer(proposer, volume, first_slice, cancel_event):
         yield result
         if cancel_event.is_set():
             return
+
+
+class ProposalMixin:
+    """The Propose part of the review widget: picker, worker, progress bar, cancel.
+
+    Expects ``session``, ``proposer_combo``, ``propose_button``, ``_refresh``, ``_status``,
+    ``_error`` and ``_need_session`` on the widget it is mixed into.
+    """
+
+    proposal_run: ProposalRun | None = None
+    _progress = None
+    checkpoint: str | None = None
+    def _on_proposer_picked(self, index: int) -> None:
+        if self.proposer_combo.itemText(index) != CHECKPOINT_ENTRY:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Model checkpoint", "", "Checkpoints (*.safetensors)")
+        if path:
+            self.set_checkpoint(path)
+        else:
+            self.proposer_combo.setCurrentIndex(0)
+
+    def set_checkpoint(self, path: str) -> None:
+        """Offer ``path`` in the proposer picker and select it."""
+        self.checkpoint = os.fspath(path)
+        self.proposer_combo.insertItem(1, os.path.basename(self.checkpoint), self.checkpoint)
+        self.proposer_combo.setCurrentIndex(1)
+
+    def toggle_proposal(self) -> None:
+        if self.proposal_run is not None:
+            self.cancel_proposal()
+        else:
+            self.start_proposal()
+
+    def start_proposal(self) -> ProposalRun:
+        """Run the picked proposer in a thread worker, the slice on screen first."""
+        from napari.utils import progress
+
+        session = self._need_session()
+        if self.proposal_run is not None:
+            raise PtxError("A proposal is already running; cancel it first.")
+        checkpoint = self.proposer_combo.currentData()
+        proposer = make_proposer(CLASSICAL if checkpoint is None else "checkpoint", checkpoint)
+        session.begin_proposal(proposer.source_id, proposer.describe())
+        run = self.proposal_run = ProposalRun(proposer, session.volume, session.current_slice)
+        run.worker.yielded.connect(self._on_proposal_slice)
+        run.worker.errored.connect(self._on_proposal_error)
+        run.worker.finished.connect(self._on_proposal_finished)
+        self._progress = progress(total=run.total, desc=f"Proposing ({proposer.source_id})")
+        self.propose_button.setText("Cancel")
+        self._status(f"Proposing with {proposer.source_id}…")
+        run.start()
+        return run
+
+    def cancel_proposal(self) -> None:
+        if self.proposal_run is not None:
+            self.proposal_run.cancel()
+            self._status("Cancelling the proposal…")
+
+    def _on_proposal_slice(self, result) -> None:
+        run, session = self.proposal_run, self.session
+        if session is None or run is None:
+            return
+        run.slices_done += 1
+        session.add_proposal_slice(result)
+        if result.index == session.current_slice or run.slices_done % 8 == 0:
+            self._refresh(mask=True, overlay=True, volumes=True)
+        if self._progress is not None:
+            self._progress.update(1)  # may process pending events (even this run's end)
+
+    def _on_proposal_error(self, exc) -> None:
+        self._error(f"The proposer failed: {exc}. Slices proposed so far are kept.")
+
+    def _on_proposal_finished(self) -> None:
+        run, self.proposal_run = self.proposal_run, None
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.propose_button.setText("Propose")
+        if self.session is None or run is None:
+            return
+        completed = len(self.session.proposed_slices) == run.total
+        self.session.finish_proposal(completed)
+        self._refresh(mask=True, overlay=True, volumes=True)
+        self._status(f"Proposal {'complete' if completed else 'cancelled'}: {len(self.session.proposed_slices)} "
+                     f"of {run.total} slices.")

@@ -21,15 +21,14 @@ from ptx_annotator.errors import PtxError
 from ptx_annotator.review_session import ReviewSession
 
 from ._layers import add_review_layers, set_window, volume_from_layer
-from ._propose import CLASSICAL, ProposalRun, make_proposer
+from ._propose import CHECKPOINT_ENTRY, CLASSICAL, ProposalMixin
 from ._settings import remember_annotator, remembered_annotator
 from ._state_strip import SliceStateStrip
 
 AUTOSAVE_AFTER_EDIT_MS = 30_000
-CHECKPOINT_ENTRY = "model checkpoint…"
 
 
-class ReviewWidget(QWidget):
+class ReviewWidget(ProposalMixin, QWidget):
     """Review one series: state strip, accept / flag / clear / copy, proposals, volumes, autosave."""
 
     def __init__(self, napari_viewer, parent=None):
@@ -176,8 +175,8 @@ class ReviewWidget(QWidget):
                 raise
             store = None  # a read-only look at a read-only study: nothing to load or save
         self.attach(volume, store, annotator, read_only=read_only)
-        if propose:
-            self.start_proposal()
+        if propose:  # the study stays open when the proposer cannot run
+            self._run_action(self.start_proposal)
 
     def review_selected_layer(self) -> None:
         """Review the selected image layer (opened with this plugin's reader or sample data)."""
@@ -292,81 +291,6 @@ class ReviewWidget(QWidget):
         self.threshold_label.setText(f"Threshold {threshold:.2f}")
         if self.session is not None and self.session.set_threshold(threshold):
             self._refresh(mask=True, overlay=True)
-
-    # -- proposals -----------------------------------------------------------------------------
-    def _on_proposer_picked(self, index: int) -> None:
-        if self.proposer_combo.itemText(index) != CHECKPOINT_ENTRY:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Model checkpoint", "", "Checkpoints (*.safetensors)")
-        if path:
-            self.set_checkpoint(path)
-        else:
-            self.proposer_combo.setCurrentIndex(0)
-
-    def set_checkpoint(self, path: str) -> None:
-        """Offer ``path`` in the proposer picker and select it."""
-        self.checkpoint = os.fspath(path)
-        self.proposer_combo.insertItem(1, os.path.basename(self.checkpoint), self.checkpoint)
-        self.proposer_combo.setCurrentIndex(1)
-
-    def toggle_proposal(self) -> None:
-        if self.proposal_run is not None:
-            self.cancel_proposal()
-        else:
-            self.start_proposal()
-
-    def start_proposal(self) -> ProposalRun:
-        """Run the picked proposer in a thread worker, the slice on screen first."""
-        from napari.utils import progress
-
-        session = self._need_session()
-        if self.proposal_run is not None:
-            raise PtxError("A proposal is already running; cancel it first.")
-        checkpoint = self.proposer_combo.currentData()
-        proposer = make_proposer(CLASSICAL if checkpoint is None else "checkpoint", checkpoint)
-        session.begin_proposal(proposer.source_id, proposer.describe())
-        run = self.proposal_run = ProposalRun(proposer, session.volume, session.current_slice)
-        run.worker.yielded.connect(self._on_proposal_slice)
-        run.worker.errored.connect(self._on_proposal_error)
-        run.worker.finished.connect(self._on_proposal_finished)
-        self._progress = progress(total=run.total, desc=f"Proposing ({proposer.source_id})")
-        self.propose_button.setText("Cancel")
-        self._status(f"Proposing with {proposer.source_id}…")
-        run.start()
-        return run
-
-    def cancel_proposal(self) -> None:
-        if self.proposal_run is not None:
-            self.proposal_run.cancel()
-            self._status("Cancelling the proposal…")
-
-    def _on_proposal_slice(self, result) -> None:
-        run, session = self.proposal_run, self.session
-        if session is None or run is None:
-            return
-        run.slices_done += 1
-        session.add_proposal_slice(result)
-        if result.index == session.current_slice or run.slices_done % 8 == 0:
-            self._refresh(mask=True, overlay=True, volumes=True)
-        if self._progress is not None:
-            self._progress.update(1)  # may process pending events (even this run's end)
-
-    def _on_proposal_error(self, exc) -> None:
-        self._error(f"The proposer failed: {exc}. Slices proposed so far are kept.")
-
-    def _on_proposal_finished(self) -> None:
-        run, self.proposal_run = self.proposal_run, None
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-        self.propose_button.setText("Propose")
-        if self.session is None or run is None:
-            return
-        completed = len(self.session.proposed_slices) == run.total
-        self.session.finish_proposal(completed)
-        self._refresh(mask=True, overlay=True, volumes=True)
-        self._status(f"Proposal {'complete' if completed else 'cancelled'}: {len(self.session.proposed_slices)} "
-                     f"of {run.total} slices.")
 
     # -- events --------------------------------------------------------------------------------
     def _on_step(self, event=None) -> None:

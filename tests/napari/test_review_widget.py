@@ -8,7 +8,7 @@ import pytest
 from qtpy.QtCore import QPoint, Qt
 
 from ptx_annotator.phantom import make_chest_phantom, save_phantom
-from ptx_annotator.plugins.napari import _review_widget
+from ptx_annotator.plugins.napari import _propose
 from ptx_annotator.plugins.napari._review_widget import ReviewWidget
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, MEDIASTINAL_WINDOW_HU
 from ptx_annotator.proposal import SliceResult, slice_order
@@ -64,7 +64,7 @@ def widget(make_napari_viewer, study):
 
 
 def run_proposal(qtbot, widget, proposer, monkeypatch):
-    monkeypatch.setattr(_review_widget, "make_proposer", lambda *a, **k: proposer)
+    monkeypatch.setattr(_propose, "make_proposer", lambda *a, **k: proposer)
     widget.start_proposal()
     qtbot.waitUntil(lambda: widget.proposal_run is None, timeout=20000)
 
@@ -204,7 +204,7 @@ def test_actions_report_errors_instead_of_raising(widget):
 def test_the_propose_worker_can_be_cancelled(qtbot, widget, case, monkeypatch):
     gate = threading.Event()
     proposer = TruthProposer(case.truth, delay=0.05, gate=gate)
-    monkeypatch.setattr(_review_widget, "make_proposer", lambda *a, **k: proposer)
+    monkeypatch.setattr(_propose, "make_proposer", lambda *a, **k: proposer)
     run = widget.start_proposal()
     assert widget.propose_button.text() == "Cancel"
     qtbot.waitUntil(lambda: len(widget.session.proposed_slices) >= 1, timeout=10000)
@@ -217,3 +217,89 @@ def test_the_propose_worker_can_be_cancelled(qtbot, widget, case, monkeypatch):
     assert len(session.proposed_slices) < 10
     assert session.annotation.proposals["truth-test"]["completed"] is False
     assert widget.propose_button.text() == "Propose"
+
+
+def test_the_autosave_timer_saves_edits(widget):
+    widget.mask_layer.paint((widget.session.current_slice, 30, 30), 1)
+    assert widget.autosave_timer.isActive() and widget.autosave_timer.interval() == 30_000
+    widget.autosave_timer.timeout.emit()
+    assert not widget.session.dirty
+    store = AnnotationStore(widget.session.store.root)
+    assert store.load(widget.session.volume.key, "alice").mask[widget.session.current_slice, 30, 30] == 1
+
+
+def test_closing_the_viewer_saves(make_napari_viewer, study):
+    viewer = make_napari_viewer()
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    session = widget.open_study(study[0], "carol", store_dir=study[1])
+    widget.mask_layer.paint((session.current_slice, 50, 20), 1)
+    key = session.volume.key
+    viewer.window._qt_window.close()
+    saved = AnnotationStore(study[1]).load(key, "carol")
+    assert saved is not None and saved.mask[session.current_slice, 50, 20] == 1
+    assert widget.session is None
+
+
+def test_study_opens_even_when_the_proposer_cannot_run(make_napari_viewer, study, monkeypatch):
+    from ptx_annotator.errors import PtxError
+
+    def unavailable(*args, **kwargs):
+        raise PtxError("The classical proposer is not available in this installation.")
+
+    monkeypatch.setattr(_propose, "make_proposer", unavailable)
+    widget = ReviewWidget(make_napari_viewer())
+    session = widget.open_study(study[0], "dave", store_dir=study[1], propose=True)
+    assert session is not None and widget.mask_layer is not None
+    assert "not available" in widget.status_label.text()
+    widget.close_session()
+
+
+def write_dicom_series(folder, case, description):
+    """A minimal uncompressed CT series (one file per slice) of a phantom."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True)
+    volume, series_uid, study_uid = case.volume, generate_uid(), "1.2.826.0.1.3680043.8.498.1"
+    for z in range(volume.shape[0]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.SeriesDescription, ds.SeriesNumber = "CT", description, 1 if "right" in description else 2
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, study_uid + ".1"
+        ds.ImagePositionPatient = [float(v) for v in volume.affine[:3] @ np.array([z, 0, 0, 1])]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [volume.spacing[1], volume.spacing[2]]
+        ds.SliceThickness = volume.spacing[0]
+        ds.Rows, ds.Columns = volume.shape[1:]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.PixelData = np.ascontiguousarray(volume.hu[z], dtype=np.int16).tobytes()
+        ds.save_as(folder / f"{z:03d}.dcm", enforce_file_format=True)
+
+
+def test_a_study_with_two_series_offers_a_picker(make_napari_viewer, tmp_path, monkeypatch):
+    monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
+    shape, spacing = (6, 64, 64), (5.0, 4.5, 4.5)
+    write_dicom_series(tmp_path / "study" / "a", make_chest_phantom(shape, spacing, side="right"), "right ptx")
+    write_dicom_series(tmp_path / "study" / "b", make_chest_phantom(shape, spacing, side="left"), "left ptx")
+    widget = ReviewWidget(make_napari_viewer())
+    first = widget.open_study(tmp_path / "study", "erin", store_dir=tmp_path / "store")
+    assert widget.series_combo.count() == 2 and not widget.series_combo.isHidden()
+    assert "right ptx" in widget.series_combo.itemText(0)
+    assert tuple(widget.image_layer.scale) == spacing
+    widget.go_to(1)
+    widget.flag_slice()
+    widget.switch_series(1)
+    second = widget.session
+    assert second.volume.key != first.volume.key and second.volume.description == "left ptx"
+    assert len(widget.viewer.layers) == 3  # the first series' layers were replaced
+    store = AnnotationStore(tmp_path / "store")
+    assert store.load(first.volume.key, "erin").review[1].state == FLAGGED  # saved on switching
+    widget.close_session()
