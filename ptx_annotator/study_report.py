@@ -90,6 +90,16 @@ def radiological(image: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return image
 
 
+def _new_figure(size):
+    """A matplotlib Figure on its own Agg canvas: no pyplot, so no GUI backend is touched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _figure_bytes(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
@@ -98,16 +108,13 @@ def _figure_bytes(fig) -> bytes:
 
 def slice_figure(volume: Volume, entries: list[dict], z: int) -> bytes:
     """PNG of slice ``z``: the CT in the lung window, then one panel per annotator with their mask."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
     ct = radiological(hu_to_unit(volume.hu[z], LUNG_WINDOW_HU), volume.affine)
     aspect = volume.spacing[1] / volume.spacing[2]
     panels = 1 + len(entries)
-    fig, axes = plt.subplots(1, panels, figsize=(3.4 * panels, 3.6), squeeze=False)
+    fig = _new_figure((3.4 * panels, 3.6))
+    axes = fig.subplots(1, panels, squeeze=False)
     axes[0, 0].imshow(ct, cmap="gray", vmin=0, vmax=1, aspect=aspect)
     axes[0, 0].set_title(f"slice {z} (lung window)", fontsize=9)
     for i, entry in enumerate(entries):
@@ -127,31 +134,24 @@ def slice_figure(volume: Volume, entries: list[dict], z: int) -> bytes:
         ax.text(0.02, 0.5, "R", color="yellow", transform=ax.transAxes, fontsize=9, va="center")
         ax.text(0.95, 0.5, "L", color="yellow", transform=ax.transAxes, fontsize=9, va="center")
     fig.tight_layout()
-    data = _figure_bytes(fig)
-    plt.close(fig)
-    return data
+    return _figure_bytes(fig)
 
 
 def review_states_figure(entries: list[dict], n_slices: int) -> bytes:
     """PNG of every annotator's review state along z (one row per annotator)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     codes = np.array([[STATES.index(s) for s in entry["review_states"]] for entry in entries], dtype=float)
-    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.4 * len(entries)))
+    fig = _new_figure((8, 0.5 + 0.4 * len(entries)))
+    ax = fig.subplots()
     ax.imshow(codes, cmap=ListedColormap([STATE_COLOURS[s] for s in STATES]), vmin=-0.5, vmax=len(STATES) - 0.5,
               aspect="auto", interpolation="nearest")
     ax.set_yticks(range(len(entries)), [e["annotator"] for e in entries], fontsize=8)
     ax.set_xlabel(f"slice (0..{n_slices - 1})", fontsize=8)
     ax.legend(handles=[Patch(color=STATE_COLOURS[s], label=s) for s in STATES], fontsize=7, ncol=len(STATES),
               loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    data = _figure_bytes(fig)
-    plt.close(fig)
-    return data
+    return _figure_bytes(fig)
 
 
 def _fmt(value, unit="", digits=1, percent=False) -> str:
