@@ -58,7 +58,12 @@ def open_interactive(args) -> int:
         viewer.close()
         raise
     napari.run()
-    return 0 if widget.close_session() else 1
+    saved = widget.close_session()
+    try:
+        viewer.close()
+    except RuntimeError:  # the window is already gone
+        pass
+    return 0 if saved else 1
 
 
 def ask_annotator(parent=None) -> str:
@@ -88,8 +93,11 @@ def render_screenshot(study, out, annotator: str = "viewer", store_dir=None, ser
     proposal is computed in this process, the slice on screen first, by ``proposer`` when given,
     else by the model of ``checkpoint`` or the classical proposer.
     """
+    import sys
+
     import napari
 
+    from ..errors import PtxError
     from ..plugins.napari._propose import CLASSICAL, make_proposer
     from ..plugins.napari._review_widget import ReviewWidget
 
@@ -100,9 +108,12 @@ def render_screenshot(study, out, annotator: str = "viewer", store_dir=None, ser
         session = widget.open_study(study, annotator, store_dir, series_uid, propose=False, read_only=True)
         if slice_index is not None:
             widget.go_to(slice_index)
-        if propose:
-            if proposer is None:
+        if propose and proposer is None:
+            try:
                 proposer = make_proposer("checkpoint" if checkpoint else CLASSICAL, checkpoint)
+            except PtxError as exc:
+                print(f"warning: no proposal overlay: {exc}", file=sys.stderr)
+        if propose and proposer is not None:
             session.begin_proposal(proposer.source_id, proposer.describe())
             for result in proposer.iter_slices(session.volume, session.current_slice):
                 session.add_proposal_slice(result)

@@ -303,3 +303,24 @@ def test_a_study_with_two_series_offers_a_picker(make_napari_viewer, tmp_path, m
     store = AnnotationStore(tmp_path / "store")
     assert store.load(first.volume.key, "erin").review[1].state == FLAGGED  # saved on switching
     widget.close_session()
+
+
+def test_open_command_asks_the_annotator_once_and_remembers(study, tmp_path, monkeypatch):
+    import napari
+    from qtpy.QtWidgets import QInputDialog
+
+    from ptx_annotator.cli import main
+    from ptx_annotator.plugins.napari._settings import remembered_annotator
+
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: asked.append(1) or ("zoe", True))
+    monkeypatch.setattr(napari, "run", lambda *a, **k: None)  # no event loop: the window "closes" at once
+    ct_path, store = study
+    assert main(["open", ct_path, "--store", str(store), "--no-propose", "--slice", "3"]) == 0
+    assert remembered_annotator() == "zoe" and asked == [1]
+    from ptx_annotator.io import load_volume
+
+    saved = AnnotationStore(store).load(load_volume(ct_path).key, "zoe")
+    assert saved is not None and saved.current_slice == 3
+    assert main([ct_path, "--store", str(store), "--no-propose"]) == 0  # `ptx-annotate STUDY`
+    assert asked == [1]  # remembered, not asked again
