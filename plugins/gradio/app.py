@@ -41,10 +41,13 @@ class XrayPredictor:
         if checkpoint:
             from pathlib import Path
 
+            import torch
+
             from ptx_annotator.model import load_checkpoint
             from ptx_annotator.xray.predict import xray_settings
 
             self.model, self.meta = load_checkpoint(checkpoint, device)
+            self.model = self.model.to(memory_format=torch.channels_last)
             xray_settings(self.meta)  # refuses a CT checkpoint now, not at the first upload
             self.checkpoint_name = self.meta.name or Path(checkpoint).stem
 

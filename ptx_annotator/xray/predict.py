@@ -51,6 +51,7 @@ def predict_probability(image: XrayImage, model, settings: XrayPreprocessing, de
     import torch
 
     x = torch.from_numpy(preprocess_xray(image.pixels, settings))[None, None].to(device)
+    x = x.contiguous(memory_format=torch.channels_last)  # a little faster on CPU and GPU alike
     with torch.inference_mode():
         logits = model(x)
         if tuple(logits.shape[-2:]) != image.shape:

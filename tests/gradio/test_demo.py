@@ -60,12 +60,21 @@ def client(checkpoint):
     demo.close()
 
 
+AUTH = ("reader", "s3cret-pass")
+
+
 @pytest.fixture(scope="module")
-def client_without_model():
+def served_without_model():
+    """The demo with no checkpoint, behind a user name and password."""
     demo = build_demo(None)
-    urls = _serve(demo)
-    yield gradio_client.Client(urls["local_url"], verbose=False)
+    urls = launch_demo(demo, host="127.0.0.1", port=_free_port(), auth=AUTH, quiet=True)
+    yield urls["local_url"]
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def client_without_model(served_without_model):
+    return gradio_client.Client(served_without_model, auth=AUTH, verbose=False)
 
 
 def _predict(client, path, threshold=0.5):
@@ -156,6 +165,11 @@ def test_without_a_checkpoint_it_starts_and_explains(client_without_model):
     assert numbers["model"] is None and numbers["pneumothorax"] is None
     assert np.asarray(Image.open(overlay["image"])).shape[:2] == (1024, 1024)
     assert overlay["annotations"] == []
+
+
+def test_auth_is_required_when_set(served_without_model):
+    with pytest.raises(Exception):
+        gradio_client.Client(served_without_model, auth=("reader", "wrong"), verbose=False)
 
 
 def test_cli_share_offline_keeps_serving(checkpoint, monkeypatch, capsys):
