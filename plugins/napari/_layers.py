@@ -17,6 +17,8 @@ MASK_RGBA = (1.0, 0.25, 0.2, 1.0)
 PROPOSAL_COLORMAP = "yellow"
 PROPOSAL_LAYER = "proposal (read-only)"
 WINDOWS = {"lung": LUNG_WINDOW_HU, "mediastinal": MEDIASTINAL_WINDOW_HU}
+#: Array axes (z runs from the first slice along the slice normal, inferior for axial series).
+AXIS_LABELS = ("z", "y", "x")
 
 
 def ct_layer_name(volume: Volume) -> str:
@@ -44,6 +46,7 @@ def image_layer_data(volume: Volume) -> tuple:
         "colormap": "gray",
         "metadata": metadata,
         "units": "mm",
+        "axis_labels": AXIS_LABELS,
     }
     return (volume.hu, kwargs, "image")
 
@@ -75,11 +78,12 @@ def add_review_layers(viewer, volume: Volume, mask: np.ndarray, proposal: np.nda
         image = viewer.add_image(data, **kwargs)
     overlay = viewer.add_image(
         proposal, name=PROPOSAL_LAYER, scale=kwargs["scale"], colormap=PROPOSAL_COLORMAP,
-        contrast_limits=(0, 1), blending="additive", opacity=0.55, units="mm",
+        contrast_limits=(0, 1), blending="additive", opacity=0.55, units="mm", axis_labels=AXIS_LABELS,
     )
     overlay.locked = True  # read-only: not a painting target, not movable
     labels = viewer.add_labels(
         mask, name=mask_layer_name(annotator), scale=kwargs["scale"], opacity=0.45, units="mm",
+        axis_labels=AXIS_LABELS,
     )
     _style_mask_layer(labels)
     viewer.layers.selection.active = labels

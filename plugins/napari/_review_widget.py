@@ -215,8 +215,9 @@ class ReviewWidget(ProposalMixin, QWidget):
         self.viewer.reset_view()
         self.session = session
         self._refresh(volumes=True)
-        where = "memory only (not saved)" if session.store is None else str(session.store.root)
-        self._status(f"{volume.description or volume.key}: {volume.shape[0]} slices; saving to {where}.")
+        where = f"saving to {session.store.root}" if session.store is not None else (
+            "read-only view" if read_only else "kept in memory only (not saved)")
+        self._status(f"{volume.description or volume.key}: {volume.shape[0]} slices; {where}.")
         return session
 
     def _remove_layers(self, keep=None) -> None:

@@ -12,5 +12,5 @@ def make_phantom_sample():
     case = make_chest_phantom()
     image = image_layer_data(case.volume)
     truth = (case.truth, {"name": "pneumothorax (truth)", "scale": image[1]["scale"], "opacity": 0.4,
-                          "units": "mm"}, "labels")
+                          "units": "mm", "axis_labels": image[1]["axis_labels"]}, "labels")
     return [image, truth]
