@@ -41,7 +41,7 @@ from .volume import Volume
 
 BTS_LARGE_RIM_MM = 20.0
 #: Margin (mm) around a side's pneumothorax within which the nearest lung is searched first.
-SEARCH_MARGIN_MM = 80.0
+SEARCH_MARGIN_MM = 40.0
 SIDES = ("right", "left")
 
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pydicom
@@ -231,3 +232,29 @@ def test_cli_export_then_import_both_formats(tcia_volume, tcia_dir, tmp_path, ca
                "--out", str(tmp_path / "x.dcm"), "--store", str(store_dir)])
     err = capsys.readouterr().err
     assert rc == 2 and "No saved mask of annotator 'nobody'" in err and "dr_a" in err
+
+
+def test_seg_with_several_segments_from_another_tool(tcia_volume, tmp_path):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    lung = np.zeros(tcia_volume.shape + (2,), dtype=np.uint8)
+    lung[30:33, 200:300, 100:250, 0] = 1  # segment 1: a lung, segment 2: the pneumothorax
+    lung[31:34, 200:240, 100:140, 1] = 1
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in tcia_volume.source_files]
+    descriptions = [
+        hd.seg.SegmentDescription(1, "Right lung", codes.SCT.Organ, codes.SCT.Lung, "MANUAL"),
+        hd.seg.SegmentDescription(2, "PTX", codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.Pneumothorax,
+                                  "MANUAL"),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the TCIA patient name has one component
+        seg = hd.seg.Segmentation(sources, lung, "BINARY", descriptions, hd.UID(), 5, hd.UID(), 1, "other", "tool",
+                                  "1", "0")
+    seg.save_as(tmp_path / "two.dcm")
+    chosen = read_mask_file(tmp_path / "two.dcm", tcia_volume)
+    assert chosen.details["segments"] == [2]
+    np.testing.assert_array_equal(chosen.mask, lung[..., 1])
+    np.testing.assert_array_equal(read_mask_file(tmp_path / "two.dcm", tcia_volume, segment=1).mask, lung[..., 0])
+    with pytest.raises(PtxError, match="no segment 7"):
+        read_mask_file(tmp_path / "two.dcm", tcia_volume, segment=7)
