@@ -1,0 +1,120 @@
+"""`ptx-annotate predict PATH`: propose a pneumothorax mask for a CT and store it for review.
+
+The proposal goes into the annotation store as slices in state ``proposed`` (``--annotator``; the
+annotator ``model`` when neither ``--annotator`` nor ``--out`` is given) and/or to a NIfTI file
+with the CT's affine (``--out``). Slices a person already set (accepted, edited or flagged) keep
+their mask and state: a proposal never overwrites review work.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+DEFAULT_ANNOTATOR = "model"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="propose a pneumothorax mask with a model checkpoint or the weight-free classical proposer")
+    parser.add_argument("path", help="study folder, DICOM series folder, NIfTI (.nii/.nii.gz) or NRRD file")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", metavar="CKPT", help="U-Net checkpoint (.safetensors) to propose with")
+    source.add_argument("--proposer", choices=["classical"], default=None,
+                        help="weight-free proposer to use (default when no checkpoint is given: classical)")
+    parser.add_argument("--out", metavar="MASK.nii.gz", help="also write the proposed mask as NIfTI (the CT's affine)")
+    parser.add_argument("--annotator", metavar="NAME",
+                        help=f"store the proposal as this annotator's slices to review (default '{DEFAULT_ANNOTATOR}' "
+                             "when --out is not given either)")
+    parser.add_argument("--store", metavar="DIR", help="annotation store folder (default <study>/.ptx)")
+    parser.add_argument("--series", metavar="UID", help="SeriesInstanceUID when the folder holds several series")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="run the model here (default: CUDA if available)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                        help="model precision (default: automatic per device)")
+    parser.add_argument("--threshold", type=float, metavar="T",
+                        help="probability threshold of a checkpoint (default: the checkpoint's own)")
+    parser.add_argument("--first-slice", type=int, metavar="Z", help="compute this slice first (0-based z index)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..errors import PtxError
+    from ..io import load_volume
+    from ..proposal import get_proposer, propose_volume
+
+    if args.threshold is not None and args.checkpoint is None:
+        raise PtxError("--threshold applies to a model checkpoint; give --checkpoint CKPT or leave it out.")
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise PtxError(f"--threshold must lie between 0 and 1 (got {args.threshold}).")
+    if args.out and not args.out.lower().endswith((".nii", ".nii.gz")):
+        raise PtxError(f"--out '{args.out}' must end in .nii.gz or .nii (a NIfTI mask with the CT's affine).")
+    volume = load_volume(args.path, series_uid=args.series)
+    options = {} if args.threshold is None else {"threshold": args.threshold}
+    proposer = get_proposer(checkpoint=args.checkpoint, proposer=args.proposer or "classical",
+                            device=args.device, precision=args.precision, **options)
+
+    n_slices = volume.shape[0]
+    progress = _progress_bar(n_slices, proposer.source_id)
+    started = time.perf_counter()
+    try:
+        proposal = propose_volume(proposer, volume, first_slice=args.first_slice,
+                                  on_progress=lambda result: progress.update(1), keep_probabilities=False)
+    finally:
+        progress.close()
+    elapsed = time.perf_counter() - started
+    finish_volume = getattr(proposer, "postprocess_volume", None)
+    if finish_volume is not None:
+        proposal.mask = finish_volume(proposal.mask, volume.spacing)
+        proposal.params["volume_postprocess"] = "3D components below min_component_mm3 dropped after all slices"
+
+    voxels = int(proposal.mask.astype(bool).sum())
+    print(f"{len(proposal.slices_done)} slices in {elapsed:.2f} s ({len(proposal.slices_done) / max(elapsed, 1e-9):.2f} "
+          f"slices/s) with {proposal.source}")
+    print(f"predicted volume {voxels * volume.voxel_volume_ml:.2f} mL ({voxels} voxels)")
+
+    if args.out:
+        _write_nifti(proposal.mask, volume.affine, args.out)
+        print(f"mask written to {args.out}")
+    if args.annotator or not args.out:
+        _write_store(args, volume, proposal)
+    return 0
+
+
+def _progress_bar(total: int, source: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="slice", desc=f"predict ({source})", file=sys.stderr, leave=False,
+                dynamic_ncols=True, mininterval=0.5)
+
+
+def _write_nifti(mask, affine, out) -> None:
+    from ..atomic import atomic_path
+    from ..io import save_mask_nifti
+
+    with atomic_path(out, suffix=".nii.gz" if str(out).lower().endswith(".gz") else ".nii") as tmp:
+        save_mask_nifti(mask, affine, tmp)
+
+
+def _write_store(args, volume, proposal) -> None:
+    from ..review import ACCEPTED, EDITED, FLAGGED, PROPOSED
+    from ..store import AnnotationStore
+
+    kept_states = (ACCEPTED, EDITED, FLAGGED)
+    store = AnnotationStore.for_study(args.path, args.store)
+    try:
+        annotation = store.load_or_empty(volume, args.annotator or DEFAULT_ANNOTATOR)
+        proposed = kept = 0
+        for index in proposal.slices_done:
+            if annotation.review[index].state in kept_states:
+                kept += 1
+                continue
+            annotation.mask[index] = proposal.mask[index]
+            annotation.review.mark(index, PROPOSED, by=proposal.source, source=proposal.source)
+            proposed += 1
+        annotation.proposals[proposal.source] = proposal.record()
+        version = store.save(annotation)
+    finally:
+        store.close()
+    note = f"; {kept} slices already reviewed or flagged were kept as they were" if kept else ""
+    print(f"stored as annotator '{annotation.annotator}' (version {version}) in {store.root}: "
+          f"{proposed} slices proposed{note}")

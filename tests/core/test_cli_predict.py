@@ -1,0 +1,141 @@
+"""`ptx-annotate predict` on the real TCIA series folder and on a NIfTI made from it."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ptx_annotator.cli import main  # noqa: E402
+from ptx_annotator.inference import ModelProposer  # noqa: E402
+from ptx_annotator.io import load_mask_nifti, load_volume  # noqa: E402
+from ptx_annotator.io.volume_files import nifti_affine_from_lps  # noqa: E402
+from ptx_annotator.preprocessing import LUNG_WINDOW_HU, hu_to_unit  # noqa: E402
+from ptx_annotator.model import CheckpointMeta, build_model, save_checkpoint  # noqa: E402
+from ptx_annotator.proposal import propose_volume  # noqa: E402
+from ptx_annotator.review import ACCEPTED, EDITED, PROPOSED, UNREVIEWED  # noqa: E402
+from ptx_annotator.store import AnnotationStore  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tcia_volume, tmp_path_factory):
+    """A seeded resnet34 U-Net at 64 px; the head's bias is shifted so that about the top 5 % of a
+    middle slice's pixels pass 0.5 (a sparse, non-empty mask rather than noise around 0.5)."""
+    torch.manual_seed(0)
+    model = build_model("resnet34").eval()
+    x = torch.from_numpy(hu_to_unit(tcia_volume.hu[32, ::8, ::8], LUNG_WINDOW_HU))[None, None]
+    with torch.no_grad():
+        logits = model(x)
+        model.segmentation_head[0].bias -= torch.quantile(logits.flatten(), 0.95)
+    meta = CheckpointMeta(encoder="resnet34", input_size=64, threshold=0.5, name="tiny-cli")
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny-cli.safetensors", meta)
+
+
+@pytest.fixture(scope="module")
+def ct_nifti(tcia_volume, tmp_path_factory):
+    """The middle 12 slices of the TCIA series written as an int16 NIfTI in the CT's geometry."""
+    import nibabel as nib
+
+    affine = tcia_volume.affine.copy()
+    affine[:3, 3] = tcia_volume.affine[:3, :3] @ np.array([26.0, 0.0, 0.0]) + tcia_volume.affine[:3, 3]
+    path = tmp_path_factory.mktemp("nifti") / "ct.nii.gz"
+    data = np.asarray(tcia_volume.hu[26:38], dtype=np.int16).transpose(2, 1, 0)
+    nib.save(nib.Nifti1Image(data, nifti_affine_from_lps(affine)), str(path))
+    return path
+
+
+def _expected_mask(checkpoint, volume):
+    proposer = ModelProposer.from_checkpoint(checkpoint, device="cpu", precision="fp32")
+    proposal = propose_volume(proposer, volume, keep_probabilities=False)
+    return proposer.postprocess_volume(proposal.mask, volume.spacing), proposer.source_id
+
+
+def test_predict_series_folder_into_store_and_nifti(tcia_dir, tcia_volume, checkpoint, tmp_path, capsys):
+    store_dir, out = tmp_path / "store", tmp_path / "pred.nii.gz"
+    # a person already accepted slice 30 (with a hand-drawn square) and edited slice 31 (empty)
+    store = AnnotationStore(store_dir)
+    annotation = store.load_or_empty(tcia_volume, "dr_a")
+    annotation.mask[30, 200:220, 100:120] = 1
+    annotation.review.mark(30, ACCEPTED, "dr_a")
+    annotation.review.mark(31, EDITED, "dr_a")
+    store.save(annotation)
+    store.close()
+
+    rc = main(["predict", str(tcia_dir), "--checkpoint", str(checkpoint), "--annotator", "dr_a",
+               "--store", str(store_dir), "--out", str(out), "--device", "cpu", "--precision", "fp32"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "64 slices in" in captured.out and "slices/s" in captured.out and "mL" in captured.out
+
+    expected, source = _expected_mask(checkpoint, tcia_volume)
+    assert 0 < expected.sum() < expected.size // 4
+    written, affine = load_mask_nifti(out)
+    assert np.array_equal(written, expected)
+    np.testing.assert_allclose(affine, tcia_volume.affine, atol=1e-4)
+    millilitres = float(captured.out.split("predicted volume ")[1].split(" mL")[0])
+    assert millilitres == pytest.approx(expected.sum() * tcia_volume.voxel_volume_ml, abs=0.01)
+
+    stored = AnnotationStore(store_dir).load(tcia_volume.key, "dr_a", tcia_volume)
+    states = stored.review.states()
+    assert states[30] == ACCEPTED and states[31] == EDITED
+    assert stored.mask[30].sum() == 400 and stored.mask[30, 210, 110] == 1 and stored.mask[31].sum() == 0
+    others = [i for i in range(64) if i not in (30, 31)]
+    assert all(states[i] == PROPOSED and stored.review[i].source == source for i in others)
+    assert np.array_equal(stored.mask[others], expected[others])
+    assert stored.proposals[source]["params"]["checkpoint"]["name"] == "tiny-cli"
+    assert stored.proposals[source]["params"]["postprocess"]["threshold"] == 0.5
+
+
+def test_predict_nifti_file_out_only_and_default_annotator(ct_nifti, checkpoint, tmp_path, capsys):
+    volume = load_volume(ct_nifti)
+    out, store_dir = tmp_path / "nifti-pred.nii.gz", tmp_path / "store"
+    rc = main(["predict", str(ct_nifti), "--checkpoint", str(checkpoint), "--out", str(out),
+               "--store", str(store_dir), "--precision", "fp32", "--threshold", "0.45"])
+    assert rc == 0, capsys.readouterr().err
+    written, affine = load_mask_nifti(out)
+    assert written.shape == volume.shape == (12, 512, 512)
+    np.testing.assert_allclose(affine, volume.affine, atol=1e-4)
+    assert not store_dir.exists()  # --out alone: nothing stored
+
+    rc = main(["predict", str(ct_nifti), "--checkpoint", str(checkpoint), "--store", str(store_dir),
+               "--precision", "fp32", "--threshold", "0.45"])
+    assert rc == 0, capsys.readouterr().err
+    store = AnnotationStore(store_dir)
+    assert store.annotators(volume.key) == ["model"]
+    stored = store.load(volume.key, "model", volume)
+    assert np.array_equal(stored.mask, written)
+    assert set(stored.review.states()) == {PROPOSED}
+    record = next(iter(stored.proposals.values()))
+    assert json.loads(json.dumps(record))["params"]["postprocess"]["threshold"] == 0.45
+    assert (written.sum() >= 0) and UNREVIEWED not in stored.review.states()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--threshold", "0.3"], "--threshold applies to a model checkpoint"),
+    (["--checkpoint", "missing.safetensors"], "does not exist"),
+    (["--out", "mask.nrrd"], "must end in .nii.gz"),
+])
+def test_predict_refusals_are_one_line(tcia_dir, tmp_path, capsys, extra, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc = main(["predict", str(tcia_dir), "--store", str(tmp_path / "s"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_predict_fp16_on_cpu_refused(tcia_dir, checkpoint, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present; fp16 would run on it")
+    rc = main(["predict", str(tcia_dir), "--checkpoint", str(checkpoint), "--store", str(tmp_path),
+               "--device", "cpu", "--precision", "fp16"])
+    assert rc == 2 and "fp16 is not supported on the CPU" in capsys.readouterr().err
+
+
+def test_predict_classical_default(ct_nifti, tmp_path, capsys):
+    pytest.importorskip("ptx_annotator.classical")
+    out = tmp_path / "classical.nii.gz"
+    rc = main(["predict", str(ct_nifti), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    written, _ = load_mask_nifti(out)
+    assert written.shape == (12, 512, 512) and "classical" in captured.out
