@@ -54,14 +54,35 @@ class MaskProvenance:
         if self.algorithm_type == "MANUAL" or not self.main_source:
             return None
         params = self.record.get("params") or {}
-        version = next((str(params[k]) for k in ("version", "checkpoint_name", "checkpoint", "name") if params.get(k)),
-                       str(self.record.get("created") or "unknown"))
-        flat = {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool))}
-        if self.record.get("created"):
-            flat["proposed_at"] = self.record["created"]
-        family = "image_processing" if self.main_source.lower().startswith("classical") else "ai"
+        checkpoint = params.get("checkpoint") if isinstance(params.get("checkpoint"), dict) else {}
+        version = next((str(v) for v in (str(checkpoint.get("sha256") or "")[:16], checkpoint.get("created"),
+                                          params.get("version"), checkpoint.get("name"), self.record.get("created"))
+                        if v), "unknown")
+        flat = flatten_scalars(params)
+        for key in ("created", "completed", "slices", "threshold"):
+            if self.record.get(key) is not None:
+                flat[f"proposal.{key}"] = self.record[key]
         return AlgorithmInfo(name=self.main_source, version=version, algorithm_type=self.algorithm_type,
-                             family=family, parameters=flat)
+                             family=_algorithm_family(self.main_source, params), parameters=flat)
+
+
+def _algorithm_family(source: str, params: dict) -> str:
+    """'ai' for trained models, 'image_processing' for the classical (rule-based) proposer."""
+    kind = str(params.get("kind") or "").lower()
+    if kind == "model" or source.lower().startswith(("model:", "checkpoint:")):
+        return "ai"
+    return "image_processing" if kind == "classical" or source.lower().startswith("classical") else "ai"
+
+
+def flatten_scalars(params: dict, prefix: str = "") -> dict:
+    """Scalar settings of a proposer's ``describe()`` dict, nested keys joined with dots."""
+    flat = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(flatten_scalars(value, f"{prefix}{key}."))
+        elif isinstance(value, (str, int, float, bool)):
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def mask_provenance(annotation: Annotation) -> MaskProvenance:

@@ -40,7 +40,7 @@ from .errors import GeometryMismatchError
 from .volume import Volume
 
 BTS_LARGE_RIM_MM = 20.0
-#: Margin (mm) around a side's pneumothorax within which the nearest lung is searched first.
+#: Margin (mm) around a side's pneumothorax within which the nearest chest wall is searched first.
 SEARCH_MARGIN_MM = 40.0
 SIDES = ("right", "left")
 

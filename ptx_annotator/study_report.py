@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_bytes_atomic, write_json_atomic
-from .export import mask_provenance
+from .export import flatten_scalars, mask_provenance
 from .preprocessing import LUNG_WINDOW_HU, hu_to_unit
 from .quantify import quantify
 from .review import STATES, REVIEWED_STATES, utc_now
@@ -185,7 +185,7 @@ def render_html(summary: dict, figures: list[tuple[str, str]]) -> str:
     origins = []
     for e in entries:
         for p in e["proposals"]:
-            params = ", ".join(f"{k}={v}" for k, v in (p.get("params") or {}).items())
+            params = ", ".join(f"{k}={v}" for k, v in flatten_scalars(p.get("params") or {}).items())
             origins.append([e["annotator"], p["source"], p.get("created", ""), _fmt(p.get("completed")),
                             e["slices_by_source"].get(p["source"], 0), params[:200]])
         for record in e["imports"]:

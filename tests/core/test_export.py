@@ -23,7 +23,9 @@ def _annotation(volume, model_made=True):
     annotation.mask[22, 300:320, 400:430] = 1
     if model_made:
         annotation.proposals = {SOURCE: {"source": SOURCE, "created": "2026-11-23T18:00:00+00:00",
-                                         "params": {"checkpoint_name": "ckpt-test", "threshold": 0.5},
+                                         "params": {"kind": "model", "device": "cpu",
+                                                    "checkpoint": {"name": "ckpt-test", "sha256": "0123456789abcdef99",
+                                                                   "encoder": "resnet34"}},
                                          "completed": True}}
         for z in range(volume.shape[0]):
             annotation.review.mark(z, PROPOSED, by=None, source=SOURCE)
@@ -68,7 +70,10 @@ def test_seg_export_reads_back_identical_with_source_geometry(tcia_volume, tmp_p
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
     assert segment.SegmentAlgorithmType == "SEMIAUTOMATIC"
     assert segment.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == SOURCE
-    assert segment.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == "ckpt-test"
+    algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmVersion == "0123456789abcdef"  # the checkpoint's sha256, shortened
+    assert algorithm.AlgorithmFamilyCodeSequence[0].CodeValue == "123110"  # DCM Artificial Intelligence
+    assert "checkpoint.name=ckpt-test" in algorithm.AlgorithmParameters
 
     back = read_mask_file(path, tcia_volume)
     assert back.details["mapped_by"] == "sop_instance_uid"
@@ -87,6 +92,12 @@ def test_provenance_manual_automatic_semiautomatic(tcia_volume):
     for z in range(20, 25):
         imported.review.mark(z, EDITED, by="dr_a", source="import:other.nii.gz")
     assert mask_provenance(imported).algorithm_type == "MANUAL"
+    classical = _annotation(tcia_volume, model_made=False)
+    classical.proposals = {"classical:air-rim": {"created": "2026-11-23T18:00:00+00:00", "params": {"kind": "classical"}}}
+    for z in range(20, 25):
+        classical.review.mark(z, PROPOSED, by=None, source="classical:air-rim")
+    info = mask_provenance(classical).algorithm_info()
+    assert info.family == "image_processing" and info.algorithm_type == "AUTOMATIC"
 
 
 def test_manual_and_empty_seg(tcia_volume, tmp_path):

@@ -21,7 +21,8 @@ def _store_with_two_annotators(volume, root, tmp_path):
     model_made = Annotation.empty(volume, "dr_model")
     model_made.mask[27:33, 250:300, 90:160] = air[27:33, 250:300, 90:160]  # patient right, from the chest wall
     model_made.proposals = {SOURCE: {"source": SOURCE, "created": CREATED,
-                                     "params": {"checkpoint_name": "ckpt-report", "threshold": 0.5}, "completed": True}}
+                                     "params": {"kind": "model", "checkpoint": {"name": "ckpt-report", "threshold": 0.5}},
+                                     "completed": True}}
     for z in range(volume.shape[0]):
         model_made.review.mark(z, PROPOSED, by=None, source=SOURCE)
     for z in range(27, 30):
@@ -66,7 +67,7 @@ def test_report_has_numbers_progress_provenance_and_figures(tcia_volume, tcia_di
     assert "<td>60</td><td>3</td><td>1</td>" in page  # proposed, accepted, edited of dr_model
     assert by_name["dr_model"]["algorithm_type"] == "SEMIAUTOMATIC"
     assert by_name["dr_import"]["algorithm_type"] == "MANUAL"
-    assert SOURCE in page and CREATED in page and "checkpoint_name=ckpt-report" in page
+    assert SOURCE in page and CREATED in page and "checkpoint.name=ckpt-report" in page
     assert "import:outside_tool.nii.gz" in page
 
     figures = sorted(p.name for p in out.glob("*.png"))
