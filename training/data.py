@@ -152,16 +152,23 @@ def reviewed_slices(studies, annotators=None, store_dir=None, states=REVIEWED_ST
         study_path = os.fspath(study)
         store = AnnotationStore.for_study(study_path, store_dir)
         for volume in (volumes or {}).get(study_path) or study_volumes(study_path):
-            patient = patient_id(volume)
-            names = list(annotators) if annotators else store.annotators(volume.key)
-            for name in names:
-                annotation = store.load(volume.key, name, volume)
-                if annotation is None:
-                    continue
-                for z, entry in enumerate(annotation.review):
-                    if entry.state in states:
-                        found.append(LabelledSlice(volume.hu[z], annotation.mask[z], patient, volume.key, z,
-                                                   float(volume.spacing[0]), annotation.annotator, entry.state))
+            found += reviewed_slices_of_volume(volume, store, annotators, states)
+    return found
+
+
+def reviewed_slices_of_volume(volume: Volume, store, annotators=None, states=REVIEWED_STATES,
+                              patient: str | None = None) -> list[LabelledSlice]:
+    """The reviewed slices of one loaded series in ``store`` (an AnnotationStore)."""
+    patient = patient or patient_id(volume)
+    found = []
+    for name in (list(annotators) if annotators else store.annotators(volume.key)):
+        annotation = store.load(volume.key, name, volume)
+        if annotation is None:
+            continue
+        for z, entry in enumerate(annotation.review):
+            if entry.state in states:
+                found.append(LabelledSlice(volume.hu[z], annotation.mask[z], patient, volume.key, z,
+                                           float(volume.spacing[0]), annotation.annotator, entry.state))
     return found
 
 
