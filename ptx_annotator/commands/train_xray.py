@@ -26,6 +26,8 @@ def register(subparsers) -> None:
                         help="focal + Dice (X-ray papers) or BCE + Jaccard (default %(default)s)")
     parser.add_argument("--negative-ratio", type=float, default=1.0, metavar="R",
                         help="keep R negative images per positive image (default %(default)s)")
+    parser.add_argument("--patience", type=int, default=8,
+                        help="stop after this many epochs without a better validation loss (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default %(default)s)")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default %(default)s)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of images held out (default %(default)s)")
@@ -60,7 +62,7 @@ def run(args) -> int:
                          epochs=args.epochs, loss=args.loss, negative_ratio=args.negative_ratio,
                          batch_size=args.batch_size, lr=args.lr, device=args.device, num_workers=workers,
                          seed=args.seed, val_fraction=args.val_fraction, threshold=args.threshold,
-                         augment=not args.no_augment, registry_dir=args.registry, progress=bar)
+                         augment=not args.no_augment, patience=args.patience, registry_dir=args.registry, progress=bar)
     bar.close()
     if args.json:
         print(json.dumps(summary, indent=2))
