@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_bytes_atomic, write_json_atomic
+from .errors import PtxError
 from .export import flatten_scalars, mask_provenance
 from .preprocessing import LUNG_WINDOW_HU, hu_to_unit
 from .quantify import quantify
@@ -38,9 +39,13 @@ def collect_study(volume: Volume, store: AnnotationStore, anatomy=None) -> dict:
         from .anatomy import segment_thorax
 
         anatomy = segment_thorax(volume)
-    entries = []
+    entries, skipped = [], []
     for name in annotators:
-        annotation = store.load(volume.key, name, volume)
+        try:
+            annotation = store.load(volume.key, name, volume)
+        except PtxError as exc:  # one unreadable mask must not hide the others
+            skipped.append(f"{name}: {exc}")
+            continue
         if annotation is None:
             continue
         counts = annotation.review.counts()
@@ -66,7 +71,7 @@ def collect_study(volume: Volume, store: AnnotationStore, anatomy=None) -> dict:
         "series_key": volume.key, "series_uid": volume.series_uid, "study_uid": volume.study_uid,
         "description": volume.description, "source": volume.source, "shape": list(volume.shape),
         "spacing_mm": [round(float(s), 4) for s in volume.spacing], "orientation": volume.orientation,
-        "generated_at": utc_now(), "annotators": entries,
+        "generated_at": utc_now(), "annotators": entries, "skipped": skipped,
     }
 
 
@@ -199,8 +204,9 @@ def render_html(summary: dict, figures: list[tuple[str, str]]) -> str:
         f"{summary['shape'][2]}&times;{summary['shape'][1]} px, spacing (z, y, x) {summary['spacing_mm']} mm, "
         f"orientation {esc(summary['orientation'])} &middot; generated {esc(summary['generated_at'])}</p>",
     ]
+    sections += [f"<p class=note>Left out: {esc(line)}</p>" for line in summary.get("skipped", [])]
     if not entries:
-        sections.append("<p><b>No annotator has saved a mask of this series yet.</b></p>")
+        sections.append("<p><b>No annotator has a readable saved mask of this series.</b></p>")
     else:
         sections += [
             "<h2>Pneumothorax size</h2>",

@@ -80,11 +80,17 @@ def test_report_has_numbers_progress_provenance_and_figures(tcia_volume, tcia_di
         assert image.ndim == 3 and image.shape[0] > 50 and image.std() > 0.05
 
 
-def test_report_without_annotations(tcia_volume, tcia_dir, tmp_path, capsys):
-    rc = main(["report", str(tcia_dir), "--out", str(tmp_path / "r"), "--store", str(tmp_path / "empty")])
+def test_report_without_usable_annotations(tcia_volume, tcia_dir, tmp_path, capsys):
+    store = AnnotationStore(tmp_path / "store")
+    wrong = Annotation.empty(tcia_volume, "dr_wrong_grid")
+    wrong.mask, wrong.review = wrong.mask[:40], wrong.review[:40]  # saved from another reconstruction
+    store.save(wrong)
+    store.close()
+    rc = main(["report", str(tcia_dir), "--out", str(tmp_path / "r"), "--store", str(tmp_path / "store")])
     assert rc == 0, capsys.readouterr().err
     page = (tmp_path / "r" / "index.html").read_text()
-    assert "No annotator has saved a mask" in page
+    assert "No annotator has a readable saved mask" in page
+    assert "Left out: dr_wrong_grid" in page and "another reconstruction" in page
     assert f"slice_{tcia_volume.shape[0] // 2:03d}.png" in page
 
 
