@@ -18,15 +18,27 @@ Rules of the workflow
 
 from __future__ import annotations
 
+from copy import deepcopy
+from dataclasses import dataclass, replace
+
 import numpy as np
 
 from .errors import PtxError
 from .proposal import SliceResult
-from .review import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED, utc_now
+from .review import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED, ReviewLog, utc_now
 from .store import Annotation, AnnotationStore
 from .volume import Volume
 
 SIDES = ("right", "left")
+
+
+@dataclass
+class SaveSnapshot:
+    """What one save writes: a copy of the annotation and the change count it includes."""
+
+    annotation: Annotation
+    changes: int
+    current_slice: int
 
 
 class ReviewSession:
@@ -55,7 +67,7 @@ class ReviewSession:
         self.proposal_params: dict = {}
         self.proposed_slices: set[int] = set()
         self.threshold = 0.5
-        self.dirty = False
+        self._changes = self._saved_changes = 0
         self.last_save_error: str | None = None
         n = volume.shape[0]
         start = annotation.current_slice
@@ -215,20 +227,50 @@ class ReviewSession:
             self._count_slice(int(z))
 
     # -- saving --------------------------------------------------------------------------------
+    @property
+    def dirty(self) -> bool:
+        """Whether there are changes the store has not got yet."""
+        return self._changes != self._saved_changes
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        if value:
+            self._changes += 1
+        else:
+            self._saved_changes = self._changes
+
     def save(self) -> bool:
         """Write the annotation through the store; never raises (see :attr:`last_save_error`)."""
-        if self.store is None:
-            self.dirty = False
-            return True
+        snapshot = self.snapshot()
+        return self.finish_save(snapshot, self.write_snapshot(snapshot))
+
+    def snapshot(self) -> "SaveSnapshot":
+        """A private copy of the annotation as it is now, for :meth:`write_snapshot` (any thread)."""
         self.annotation.current_slice = self.current_slice
+        copy = replace(self.annotation, mask=self.annotation.mask.copy(), review=ReviewLog(self.annotation.review),
+                       proposals=deepcopy(self.annotation.proposals), extra=deepcopy(self.annotation.extra))
+        return SaveSnapshot(copy, self._changes, self.current_slice)
+
+    def write_snapshot(self, snapshot: "SaveSnapshot") -> str | None:
+        """Save a snapshot; returns None, or the message saying why it failed. Safe off the GUI thread."""
+        if self.store is None:
+            return None
         try:
-            self.store.save(self.annotation)
+            self.store.save(snapshot.annotation)
         except (PtxError, OSError, ValueError) as exc:
-            self.last_save_error = f"Could not save the annotation of '{self.annotator}': {exc}. Your work is kept in memory."
+            return f"Could not save the annotation of '{self.annotator}': {exc}. Your work is kept in memory."
+        return None
+
+    def finish_save(self, snapshot: "SaveSnapshot", error: str | None) -> bool:
+        """Take note of a finished save (changes made since the snapshot stay pending)."""
+        self.last_save_error = error
+        if error is not None:
             return False
-        self.last_save_error = None
-        self.dirty = False
-        self._saved_slice = self.current_slice
+        if self.store is not None:
+            self.annotation.version = max(self.annotation.version, snapshot.annotation.version)
+            self.annotation.saved_at = snapshot.annotation.saved_at
+        self._saved_changes = max(self._saved_changes, snapshot.changes)
+        self._saved_slice = snapshot.current_slice
         return True
 
     def close(self) -> bool:

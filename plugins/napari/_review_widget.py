@@ -8,13 +8,15 @@ which turns failures into a message in the widget and a napari notification, nev
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
+from napari.qt.threading import thread_worker
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QApplication, QCheckBox, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
-    QPushButton, QSlider, QVBoxLayout, QWidget,
+    QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget,
 )
 
 from ptx_annotator.errors import PtxError
@@ -26,6 +28,7 @@ from ._settings import remember_annotator, remembered_annotator
 from ._state_strip import SliceStateStrip
 
 AUTOSAVE_AFTER_EDIT_MS = 30_000
+SAVE_WAIT_S = 60.0
 
 
 class ReviewWidget(ProposalMixin, QWidget):
@@ -45,7 +48,11 @@ class ReviewWidget(ProposalMixin, QWidget):
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setSingleShot(True)
         self.autosave_timer.setInterval(AUTOSAVE_AFTER_EDIT_MS)
-        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.timeout.connect(self.save_in_background)
+        self._save_done = threading.Event()
+        self._save_done.set()  # no save in flight
+        self._save_pending = False
+        self._save_in_flight = (None, None)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self._bind_keys(self.viewer)
         window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
@@ -77,7 +84,7 @@ class ReviewWidget(ProposalMixin, QWidget):
         self.strip = SliceStateStrip()
         self.strip.sliceClicked.connect(self.go_to)
         layout.addWidget(self.strip)
-        self.slice_label = QLabel("No series open")
+        self.slice_label = _fixed_label("No series open")
         layout.addWidget(self.slice_label)
         grid = QGridLayout()
         self.buttons = {}
@@ -114,7 +121,7 @@ class ReviewWidget(ProposalMixin, QWidget):
         row.addWidget(self.threshold_label)
         row.addWidget(self.threshold_slider, 1)
         layout.addLayout(row)
-        self.volume_label = QLabel("Pneumothorax: –")
+        self.volume_label = _fixed_label("Pneumothorax: –")
         self.volume_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         layout.addWidget(self.volume_label)
         self.status_label = QLabel("")
@@ -300,9 +307,9 @@ class ReviewWidget(ProposalMixin, QWidget):
         index = int(self.viewer.dims.current_step[0])
         if index == self.session.current_slice:
             return
-        was_dirty = self.session.dirty
-        self.session.go_to(index)
-        self._report_save(was_dirty)
+        self.session.go_to(index, autosave=False)
+        if self.session.dirty:
+            self.save_in_background()  # autosave on every slice change, off the GUI thread
         self.strip.set_current(index)
         self._update_slice_label()
 
@@ -323,15 +330,40 @@ class ReviewWidget(ProposalMixin, QWidget):
             self._refresh(volumes=True)
 
     def autosave(self) -> bool:
+        """Save now, in this thread (after any save still running in the background)."""
         if self.session is None or not self.session.dirty:
             return True
-        return self._report_save(True, self.session.save())
+        self._save_done.wait(SAVE_WAIT_S)
+        return self._report_save(self.session.save())
 
-    def _report_save(self, attempted: bool, ok: bool | None = None) -> bool:
-        if not attempted or self.session is None:
-            return True
-        if ok is None:
-            ok = self.session.last_save_error is None
+    def save_in_background(self) -> None:
+        """Save a snapshot of the session in a worker thread; one save at a time, the last one wins."""
+        session = self.session
+        if session is None or not session.dirty:
+            return
+        if not self._save_done.is_set():
+            self._save_pending = True
+            return
+        snapshot = session.snapshot()
+        self._save_done.clear()
+        self._save_in_flight = (session, snapshot)
+        worker = _write_snapshot(session, snapshot, self._save_done)
+        worker.returned.connect(self._on_background_saved)  # a bound slot: dropped if the widget is gone
+        worker.start()
+
+    def _on_background_saved(self, error) -> None:
+        session, snapshot = self._save_in_flight
+        self._save_in_flight = (None, None)
+        if session is None or session is not self.session:
+            return  # closed meanwhile: closing saved it again
+        self._report_save(session.finish_save(snapshot, error))
+        if self._save_pending:
+            self._save_pending = False
+            self.save_in_background()
+
+    def _report_save(self, ok: bool) -> bool:
+        if self.session is None:
+            return ok
         if ok:
             self._status(f"Saved version {self.session.annotation.version} at {time.strftime('%H:%M:%S')}.")
         else:
@@ -346,6 +378,7 @@ class ReviewWidget(ProposalMixin, QWidget):
         if session is None:
             return True
         self.autosave_timer.stop()
+        self._save_done.wait(SAVE_WAIT_S)
         ok = session.close()
         if not ok:
             self.session = session  # keep the work reachable
@@ -394,6 +427,24 @@ class ReviewWidget(ProposalMixin, QWidget):
             show_error(text)
         except Exception:  # noqa: BLE001 - a notification must never break the widget
             pass
+
+
+@thread_worker(start_thread=False)
+def _write_snapshot(session, snapshot, done: threading.Event):
+    try:
+        return session.write_snapshot(snapshot)
+    except Exception as exc:  # noqa: BLE001 - reported in the widget, never raised in the GUI
+        return f"Could not save: unexpected {type(exc).__name__}: {exc}. Your work is kept in memory."
+    finally:
+        done.set()
+
+
+def _fixed_label(text: str) -> QLabel:
+    """A label whose changing text never resizes the dock (a relayout would redraw the canvas)."""
+    label = QLabel(text)
+    label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+    label.setMinimumWidth(50)
+    return label
 
 
 def _painted_slices(atoms, fallback: int) -> set[int]:

@@ -199,3 +199,17 @@ def test_undone_paint_is_noticed_on_slice_change(case, store):
     session.go_to(5)
     assert session.annotation.version == 2  # saved because the mask changed
     assert session.volume_ml()["total"] > 0
+
+
+def test_changes_made_while_a_snapshot_is_written_stay_pending(case, store):
+    session = ReviewSession.open(case.volume, store, "alice")
+    session.flag(1)
+    snapshot = session.snapshot()
+    session.flag(2)  # made while the snapshot is being written elsewhere
+    assert session.write_snapshot(snapshot) is None
+    assert session.finish_save(snapshot, None)
+    assert session.dirty and session.annotation.version == 1
+    on_disk = store.load(case.volume.key, "alice")
+    assert on_disk.review[1].state == FLAGGED and on_disk.review[2].state == UNREVIEWED
+    assert session.save() and not session.dirty
+    assert store.load(case.volume.key, "alice").review[2].state == FLAGGED

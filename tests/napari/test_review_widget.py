@@ -181,9 +181,10 @@ def test_reopening_restores_mask_states_and_slice(make_napari_viewer, widget, st
     assert again.close_session()
 
 
-def test_a_failed_save_is_shown_and_the_work_kept(widget, monkeypatch):
+def test_a_failed_save_is_shown_and_the_work_kept(qtbot, widget, monkeypatch):
     widget.clear_slice()
-    widget.mask_layer.paint((widget.session.current_slice, 20, 20), 1)
+    z = widget.session.current_slice
+    widget.mask_layer.paint((z, 20, 20), 1)
 
     def broken(annotation):
         raise OSError(13, "Permission denied")
@@ -194,6 +195,10 @@ def test_a_failed_save_is_shown_and_the_work_kept(widget, monkeypatch):
     assert widget.session.dirty and widget.session.annotation.mask.any()
     widget.go_to(0)  # navigation still works, the error stays visible
     assert "Could not save" in widget.status_label.text()
+    qtbot.waitUntil(widget._save_done.is_set, timeout=10000)
+    monkeypatch.undo()  # the disk is back
+    assert widget.autosave() and "Saved version" in widget.status_label.text()
+    assert AnnotationStore(widget.session.store.root).load(widget.session.volume.key, "alice").mask[z, 20, 20] == 1
 
 
 def test_actions_report_errors_instead_of_raising(widget):
@@ -219,13 +224,28 @@ def test_the_propose_worker_can_be_cancelled(qtbot, widget, case, monkeypatch):
     assert widget.propose_button.text() == "Propose"
 
 
-def test_the_autosave_timer_saves_edits(widget):
+def test_the_autosave_timer_saves_edits(qtbot, widget):
     widget.mask_layer.paint((widget.session.current_slice, 30, 30), 1)
     assert widget.autosave_timer.isActive() and widget.autosave_timer.interval() == 30_000
     widget.autosave_timer.timeout.emit()
-    assert not widget.session.dirty
+    qtbot.waitUntil(lambda: not widget.session.dirty, timeout=10000)
     store = AnnotationStore(widget.session.store.root)
     assert store.load(widget.session.volume.key, "alice").mask[widget.session.current_slice, 30, 30] == 1
+    assert "Saved version 1" in widget.status_label.text()
+
+
+def test_a_slice_change_saves_in_the_background(qtbot, widget):
+    widget.go_to(2)
+    widget.mask_layer.paint((2, 60, 30), 1)
+    widget.go_to(5)
+    widget.flag_slice()  # an edit made while that save may still be running
+    qtbot.waitUntil(lambda: widget.session.annotation.version >= 1 and widget._save_done.is_set(), timeout=10000)
+    store = AnnotationStore(widget.session.store.root)
+    first = store.load(widget.session.volume.key, "alice")
+    assert first.mask[2, 60, 30] == 1 and first.review[2].state == EDITED and first.current_slice == 5
+    widget.go_to(6)  # the flag is still pending: the next slice change saves it
+    qtbot.waitUntil(lambda: not widget.session.dirty, timeout=10000)
+    assert store.load(widget.session.volume.key, "alice").review[5].state == FLAGGED
 
 
 def test_closing_the_viewer_saves(make_napari_viewer, study):
