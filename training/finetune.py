@@ -98,13 +98,15 @@ def finetune(slices: list[LabelledSlice], registry_dir, config: TrainConfig | No
     meta.provenance = {"kind": "finetune", "init": str(init) if init is not None else None,
                        "config": config.to_json(), "best_epoch": result.best_epoch, "history": result.history,
                        "split_counts": counts, "cancelled": result.cancelled, "stopped_early": result.stopped_early,
+                       "world_size": result.world_size,
                        "annotators": sorted({s.annotator for s in slices if s.annotator}),
                        "series": sorted({s.series_key for s in slices})}
     meta.metrics, meta.name, meta.created = {}, "", CheckpointMeta().created
     outcome.registration = registry.register(
         model, meta, outcome.new_metrics, parent=parent, data_manifest=manifest_hash(slices),
         epochs=result.epochs_run, baseline_dice=(old_metrics or {}).get("dice"),
-        extra={"best_epoch": result.best_epoch, "cancelled": result.cancelled, "split_counts": counts})
+        extra={"best_epoch": result.best_epoch, "cancelled": result.cancelled, "split_counts": counts,
+               "world_size": result.world_size})
     outcome.loss_curve = save_loss_curve(result.history, loss_curve_path(outcome.registration.path),
                                          title=f"{outcome.registration.version} ({meta.encoder}, {size} px)")
     if out is not None:

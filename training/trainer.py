@@ -122,6 +122,7 @@ class TrainResult:
     config: TrainConfig | None = None
     seconds: float = 0.0
     timed_out: bool = False
+    world_size: int = 1
 
     @property
     def epochs_run(self) -> int:
@@ -252,7 +253,7 @@ def fit(model, train_dataset: Dataset, val_dataset: Dataset | None, config: Trai
         model.load_state_dict(best["state"])
     model.eval()
     return TrainResult(best["state"], history, best["epoch"], stopped_early, cancelled, config,
-                       round(time.monotonic() - started, 2), timed_out)
+                       round(time.monotonic() - started, 2), timed_out, context.world_size)
 
 
 class _Stop(Exception):

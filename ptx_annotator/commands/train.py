@@ -97,6 +97,8 @@ def run(args) -> int:
     teardown()
     if result.cancelled:
         return 130
+    if not main:  # other ranks train but never write or register
+        return 0 if result.best_state is not None else 1
     return 0 if outcome.registration is not None else 1
 
 
@@ -107,8 +109,9 @@ def _report(outcome) -> None:
         return
     why = "interrupted; kept the best epoch so far" if result.cancelled else \
         "stopped early" if result.stopped_early else "done"
+    where = f", DistributedDataParallel over {result.world_size} processes" if result.world_size > 1 else ""
     print(f"{outcome.registration.version}: {outcome.registration.path} ({why}; best epoch {result.best_epoch} "
-          f"of {result.epochs_run})")
+          f"of {result.epochs_run}{where})")
     if outcome.out is not None:
         print(f"copied to {outcome.out}")
     for label, metrics in (("new", outcome.new_metrics), (f"active {outcome.old_version}", outcome.old_metrics)):
