@@ -13,19 +13,16 @@ import time
 
 import numpy as np
 from napari.qt.threading import thread_worker
-from qtpy.QtCore import QEvent, Qt, QTimer
-from qtpy.QtWidgets import (
-    QApplication, QCheckBox, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
-    QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget,
-)
+from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtWidgets import QApplication, QFileDialog, QWidget
 
 from ptx_annotator.errors import PtxError
 from ptx_annotator.review_session import ReviewSession
 
 from ._layers import add_review_layers, set_window, volume_from_layer
-from ._propose import CHECKPOINT_ENTRY, CLASSICAL, ProposalMixin
+from ._propose import ProposalMixin
+from ._review_ui import build_review_controls
 from ._settings import remember_annotator, remembered_annotator
-from ._state_strip import SliceStateStrip
 
 AUTOSAVE_AFTER_EDIT_MS = 30_000
 SAVE_WAIT_S = 60.0
@@ -64,70 +61,7 @@ class ReviewWidget(ProposalMixin, QWidget):
 
     # -- UI ------------------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Annotator"))
-        self.annotator_edit = QLineEdit()
-        row.addWidget(self.annotator_edit)
-        self.open_button = QPushButton("Open study…")
-        self.open_button.clicked.connect(self._choose_study)
-        self.layer_button = QPushButton("Review CT layer")
-        self.layer_button.setToolTip("Review the selected CT layer opened with this plugin's reader")
-        self.layer_button.clicked.connect(lambda: self._run_action(self.review_selected_layer))
-        row.addWidget(self.open_button)
-        row.addWidget(self.layer_button)
-        layout.addLayout(row)
-        self.series_combo = QComboBox()
-        self.series_combo.setVisible(False)
-        self.series_combo.activated.connect(lambda i: self._run_action(self.switch_series, i))
-        layout.addWidget(self.series_combo)
-        self.strip = SliceStateStrip()
-        self.strip.sliceClicked.connect(self.go_to)
-        layout.addWidget(self.strip)
-        self.slice_label = _fixed_label("No series open")
-        layout.addWidget(self.slice_label)
-        grid = QGridLayout()
-        self.buttons = {}
-        for position, (key, text, handler) in enumerate([
-            ("accept", "Accept (A)", self.accept_slice), ("flag", "Flag (F)", self.flag_slice),
-            ("previous", "◀ Previous (P)", self.previous_needing_review),
-            ("next", "Next (N) ▶", self.next_needing_review),
-            ("clear", "Clear slice", self.clear_slice), ("copy", "Copy proposal", self.copy_proposal),
-        ]):
-            button = QPushButton(text)
-            button.clicked.connect(lambda _=False, h=handler: self._run_action(h))
-            grid.addWidget(button, position // 2, position % 2)
-            self.buttons[key] = button
-        layout.addLayout(grid)
-        self.window_check = QCheckBox("Mediastinal window (W)")
-        self.window_check.toggled.connect(self._apply_window)
-        layout.addWidget(self.window_check)
-        row = QHBoxLayout()
-        self.proposer_combo = QComboBox()
-        self.proposer_combo.addItem(CLASSICAL)
-        self.proposer_combo.addItem(CHECKPOINT_ENTRY)
-        self.proposer_combo.activated.connect(self._on_proposer_picked)
-        self.propose_button = QPushButton("Propose")
-        self.propose_button.clicked.connect(lambda: self._run_action(self.toggle_proposal))
-        row.addWidget(self.proposer_combo, 1)
-        row.addWidget(self.propose_button)
-        layout.addLayout(row)
-        row = QHBoxLayout()
-        self.threshold_label = QLabel("Threshold 0.50")
-        self.threshold_slider = QSlider(Qt.Horizontal)
-        self.threshold_slider.setRange(5, 95)
-        self.threshold_slider.setValue(50)
-        self.threshold_slider.valueChanged.connect(lambda v: self._run_action(self.set_threshold, v / 100.0))
-        row.addWidget(self.threshold_label)
-        row.addWidget(self.threshold_slider, 1)
-        layout.addLayout(row)
-        self.volume_label = _fixed_label("Pneumothorax: –")
-        self.volume_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        layout.addWidget(self.volume_label)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-        layout.addWidget(self.status_label)
-        layout.addStretch(1)
+        build_review_controls(self)
 
     def _bind_keys(self, provider) -> None:
         for key, handler in (("a", self.accept_slice), ("n", self.next_needing_review),
@@ -437,14 +371,6 @@ def _write_snapshot(session, snapshot, done: threading.Event):
         return f"Could not save: unexpected {type(exc).__name__}: {exc}. Your work is kept in memory."
     finally:
         done.set()
-
-
-def _fixed_label(text: str) -> QLabel:
-    """A label whose changing text never resizes the dock (a relayout would redraw the canvas)."""
-    label = QLabel(text)
-    label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
-    label.setMinimumWidth(50)
-    return label
 
 
 def _painted_slices(atoms, fallback: int) -> set[int]:
