@@ -59,6 +59,11 @@ def main(argv: list[str]) -> int:
               f"{max(0.0, 1 - statistics.median(bare) / statistics.median(clean)):.0%} of the time")
         viewer.dims.events.current_step.connect(widget._on_step)
         widget.close_session()
+        from ptx_annotator.io import load_volume
+
+        start = time.perf_counter()
+        load_volume(study)
+        print(f"of the opening, reading the DICOM series alone (warm file cache): {time.perf_counter() - start:.2f} s")
     viewer.close()
     return 0
 
