@@ -120,11 +120,13 @@ class ReviewWidget(ProposalMixin, QWidget):
             self._run_action(self.start_proposal)
 
     def review_selected_layer(self) -> None:
-        """Review the selected image layer (opened with this plugin's reader or sample data)."""
+        """Review the selected CT layer (else the top one) opened with this plugin's reader or sample data."""
         from ptx_annotator.store import AnnotationStore
 
-        layer = self.viewer.layers.selection.active
-        volume = volume_from_layer(layer) if layer is not None else None
+        active = self.viewer.layers.selection.active
+        candidates = [active] + [layer for layer in reversed(self.viewer.layers) if layer is not active]
+        layer, volume = next(((c, v) for c in candidates if c is not None and (v := volume_from_layer(c)) is not None),
+                             (None, None))
         if volume is None:
             raise PtxError("Select a CT layer opened with the ptx-annotator reader (File > Open) first.")
         annotator = self.annotator_edit.text().strip()

@@ -21,8 +21,8 @@ class TruthProposer:
 
     source_id = "truth-test"
 
-    def __init__(self, truth, delay=0.0, gate=None):
-        self.truth, self.delay, self.gate = truth, delay, gate
+    def __init__(self, truth, delay=0.0, gate=None, confidence=1.0):
+        self.truth, self.delay, self.gate, self.confidence = truth, delay, gate, confidence
         self.first_seen = None
 
     def describe(self):
@@ -35,7 +35,8 @@ class TruthProposer:
                 return
             if self.first_seen is None:
                 self.first_seen = index
-            yield SliceResult(index, self.truth[index], self.truth[index].astype(np.float32), done, len(order))
+            probability = self.truth[index].astype(np.float32) * self.confidence
+            yield SliceResult(index, self.truth[index], probability, done, len(order))
             if self.gate is not None:
                 self.gate.wait(5)
             time.sleep(self.delay)
@@ -344,3 +345,36 @@ def test_open_command_asks_the_annotator_once_and_remembers(study, tmp_path, mon
     assert saved is not None and saved.current_slice == 3
     assert main([ct_path, "--store", str(store), "--no-propose"]) == 0  # `ptx-annotate STUDY`
     assert asked == [1]  # remembered, not asked again
+
+
+def test_the_threshold_slider_re_thresholds_the_proposal(qtbot, widget, case, monkeypatch):
+    run_proposal(qtbot, widget, TruthProposer(case.truth, confidence=0.6), monkeypatch)
+    z = int(np.argmax(case.truth.sum(axis=(1, 2))))
+    widget.session.accept(z)
+    widget.threshold_slider.setValue(70)  # above the proposer's 0.6: nothing is proposed any more
+    assert widget.threshold_label.text() == "Threshold 0.70"
+    assert not widget.overlay_layer.data.any()
+    others = [i for i in range(10) if i != z and case.truth[i].any()]
+    assert all(not widget.session.annotation.mask[i].any() for i in others)  # proposed slices follow
+    assert np.array_equal(widget.session.annotation.mask[z], case.truth[z])  # the accepted one does not
+    widget.threshold_slider.setValue(50)
+    assert np.array_equal(widget.overlay_layer.data, case.truth)
+
+
+def test_review_a_ct_layer_opened_from_the_sample_data(make_napari_viewer, tmp_path, monkeypatch):
+    from ptx_annotator.plugins.napari._sample_data import make_phantom_sample
+
+    monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in make_phantom_sample():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    ct_layer = viewer.layers[0]
+    widget = ReviewWidget(viewer)
+    widget._run_action(widget.review_selected_layer)  # nothing typed yet: a message, no session
+    assert widget.session is None and "annotator name" in widget.status_label.text()
+    widget.annotator_edit.setText("frank")
+    widget.review_selected_layer()  # the truth labels are selected: the CT layer is found anyway
+    assert widget.image_layer is ct_layer and len(viewer.layers) == 4
+    assert widget.session.volume.shape == (24, 192, 192) and widget.session.store is None
+    widget.mask_layer.paint((widget.session.current_slice, 96, 40), 1)
+    assert widget.session.state() == "edited"
