@@ -203,6 +203,8 @@ def normalise_version(version) -> str:
 def registry_for(path_or_store) -> ModelRegistry:
     """The registry of a store root, a study (``<study>/.ptx/models``) or a registry folder itself."""
     path = Path(path_or_store)
+    if path.is_file():  # a study file (NIfTI, NRRD, one DICOM file): its store is <folder>/.ptx
+        path = path.parent
     if (path / REGISTRY_FILE).is_file():
         return ModelRegistry(path)
     if (path / "models" / REGISTRY_FILE).is_file():

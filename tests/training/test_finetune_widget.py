@@ -1,8 +1,8 @@
 """Fine-tune on the reviewed slices of a study, then re-propose the unreviewed ones.
 
-First the plain functions (no viewer), then the napari widget under Xvfb. The study is one NIfTI
-CT (32 slices of the real TCIA CT at 64 px) whose store holds annotator 'alice' with 24 reviewed
-slices (accepted / edited, with and without pneumothorax), 6 unreviewed and 2 flagged.
+First `ptx-annotate train STUDY` and the plain re-proposal functions (no viewer), then the napari
+widget under Xvfb. The study is one NIfTI CT (32 slices of the real TCIA CT at 64 px) whose store
+holds annotator 'alice' with 24 reviewed slices (accepted / edited, with and without pneumothorax), 6 unreviewed and 2 flagged.
 """
 
 import numpy as np
@@ -47,17 +47,26 @@ def _config():
     return TrainConfig(epochs=1, input_size=64, batch_size=8, lr=1e-3, device="cpu")
 
 
-def test_plain_functions_train_and_repropose_only_unreviewed(tiny_ct, tmp_path):
-    from ptx_annotator.training.interactive import finetune_series, repropose_store, reproposal_results
+def test_train_study_cli_then_repropose_only_unreviewed(tiny_ct, tmp_path, capsys):
+    from ptx_annotator.cli import main
+    from ptx_annotator.training.interactive import repropose_store, reproposal_results
+    from ptx_annotator.training.registry import registry_for
 
     path, volume, store_root = make_study(tmp_path, tiny_ct)
     before = AnnotationStore(store_root).load(volume.key, "alice")
-    outcome = finetune_series(volume, store_root, config=_config(), encoder="resnet34")
-    assert outcome.registration.activated and outcome.registration.version == "v0001"
-    assert outcome.old_metrics is None and outcome.new_metrics["n_slices"] > 0
-    assert sum(outcome.split_counts.values()) == 24  # only accepted / edited slices were used
+    rc = main(["train", str(path), "--annotator", "alice", "--fresh", "--epochs", "1", "--size", "64",
+               "--encoder", "resnet34", "--device", "cpu", "--batch-size", "8", "--lr", "1e-3", "--threads", "1"])
+    assert rc == 0
+    registry = registry_for(path)  # <study folder>/.ptx/models
+    assert registry.folder == store_root / "models"
+    record = registry.active()
+    assert record["version"] == "v0001" and sum(record["split_counts"].values()) == 24  # accepted / edited only
+    assert registry.split().granularity == "slab"  # one patient: 20 mm slabs, frozen
+    capsys.readouterr()
+    assert main(["models", str(path)]) == 0
+    assert "* v0001" in capsys.readouterr().out
 
-    source, params, results = reproposal_results(volume, outcome.registration.path)
+    source, params, results = reproposal_results(volume, registry.active_path())
     results = list(results)
     assert len(results) == volume.shape[0]
     report = repropose_store(volume, store_root, source, params, results)

@@ -119,3 +119,17 @@ def test_cpu_defaults_to_smaller_input():
     config = TrainConfig(device="cpu").resolved()
     assert config.input_size == 256 and not config.amp and not config.channels_last
     assert np.isclose(TrainConfig().lr, 1e-4) and TrainConfig().patience == 8 and TrainConfig().loss == "bce_jaccard"
+
+
+def test_ctrl_c_stops_cleanly_keeping_the_best_epoch(tiny_slices):
+    data = SliceDataset(tiny_slices[0], 64)
+
+    def interrupt_in_second_epoch(event):
+        if event.kind == "step" and event.epoch == 2:
+            raise KeyboardInterrupt
+
+    model = small_unet()
+    result = fit(model, data, data, TrainConfig(epochs=4, **FAST), progress=interrupt_in_second_epoch)
+    assert result.cancelled and result.epochs_run == 1 and result.best_epoch == 1
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, result.best_state[name])
