@@ -322,8 +322,9 @@ class ReviewWidget(ProposalMixin, QWidget):
         return ok
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt naming)
-        if event.type() == QEvent.Close:
-            self.close_session()
+        if event.type() == QEvent.Close and not self.close_session() and event.spontaneous():
+            event.ignore()  # the save failed: keep the window (and the work) open, the message shows why
+            return True
         return False
 
     # -- display -------------------------------------------------------------------------------
