@@ -16,6 +16,10 @@ Device and precision are chosen automatically and can be overridden:
   self-check on the first slice shows bf16 and fp32 masks agree on at least 99.9 % of pixels;
   channels_last fp32 otherwise (CPUs without native bf16 emulate it, several times slower).
   fp16 on CPU is refused.
+
+On every device BatchNorm layers are folded into the convolutions before them (``torch.fx``),
+which saves a pass over memory per layer without changing the function. The self-check and the
+reason for the precision in use are reported by :meth:`ModelProposer.describe`.
 """
 
 from __future__ import annotations
