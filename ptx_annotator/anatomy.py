@@ -183,7 +183,11 @@ def _airways(small, body, affine, pixel_mm, z_mm) -> np.ndarray:
         else:
             near = ndi.binary_dilation(previous, iterations=2)
             touched = np.unique(labels[near & (labels > 0)])
-            keep = [i for i in touched if areas[i] <= max_component_cm2]
+            previous_cm2 = previous.sum() * pixel_cm2
+            overlap = ndi.sum(near, labels, touched) * pixel_cm2 if touched.size else []
+            # an airway continues the lumen above it: mostly overlapping it, never much wider
+            keep = [i for i, shared in zip(touched, overlap)
+                    if areas[i] <= min(max_component_cm2, 1.5 * previous_cm2 + 0.5) and shared >= 0.3 * areas[i]]
             if not keep:
                 break
             if carina_z is None and len(keep) >= 2:
