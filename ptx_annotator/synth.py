@@ -269,8 +269,11 @@ def _collapse_lung(volume, anatomy, side, box, hemi, ptx, depth, thickness) -> n
     # compressed parenchyma keeps its tissue mass: its excess over air grows with the compression
     compressible = new_lung & (warped < MAX_COMPRESSED_HU)
     excess = warped + 1000.0
-    original_excess = float((source[hemi & (source < MAX_COMPRESSED_HU)] + 1000.0).sum())
-    kept_excess = float(excess[new_lung & ~compressible].sum())
+    original_excess = float((source[hemi] + 1000.0).sum())
+    # the pleural line (soft tissue at the lung edge) is part of the lung's mass budget
+    line = _pleural_line(new_lung, ptx)
+    kept_excess = float(excess[new_lung & ~compressible & ~line].sum()) + line.sum() * (PLEURAL_LINE_HU + 1000.0)
+    compressible &= ~line
     scale = (original_excess - kept_excess) / max(float(excess[compressible].sum()), 1.0)
     denser = -1000.0 + excess * max(scale, 1.0)
     warped = np.where(compressible, np.minimum(denser, MAX_COMPRESSED_HU), warped)
