@@ -1,0 +1,158 @@
+"""A weight-free pneumothorax proposer: pleural air found from HU and thoracic anatomy.
+
+Anchored on Do et al. 2012, "Automated Quantification of Pneumothorax in CT": pleural air is
+air (below about -950 HU) inside the thoracic cavity, outside the lung parenchyma, along the
+chest wall. The steps, all in one 3D pre-pass:
+
+1. Anatomy (:func:`ptx_annotator.anatomy.segment_thorax`): hemithoraces, airways, body. Air
+   outside the hemithoraces (outside air, bowel gas, subcutaneous emphysema beyond the rib cage)
+   and the trachea and main bronchi are never candidates.
+2. Cores: voxels whose lightly smoothed HU is within a few tens of HU of this scanner's own air
+   level (measured on outside air, see :func:`ptx_annotator.synth.estimate_air_noise`). Lung,
+   even emphysematous, averages -850..-950 with vessels; pleural air averages the air level.
+3. Only 3D core components of at least ``min_core_ml`` that touch the parietal pleura (the
+   outer band of the hemithorax) are kept: bullae, bronchi and noise inside the lung are not.
+4. Growth: from the cores, in-plane (4-connected) into voxels below ``air_mean + 3 SD``, inside
+   the same hemithorax, close to a core or along the chest wall; slices without a core are
+   seeded from a neighbouring slice's pleural air. The visceral pleural line (soft tissue)
+   stops the growth at the collapsed lung.
+5. Clean-up: small holes filled, components below ``min_component_ml`` dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .anatomy import segment_thorax
+from .postprocess import postprocess_mask
+from .proposal import SliceResult, slice_order
+from .synth import estimate_air_noise
+from .volume import Volume
+
+_IN_PLANE_4 = np.zeros((3, 3, 3), dtype=bool)
+_IN_PLANE_4[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+_Z_ONLY = np.zeros((3, 3, 3), dtype=bool)
+_Z_ONLY[:, 1, 1] = True
+
+
+class ClassicalProposer:
+    """Pleural-air detection without model weights (see the module docstring).
+
+    Parameters
+    ----------
+    air_threshold_hu : float
+        Upper bound for a core voxel's smoothed HU (default -950, the Do et al. level); the
+        scanner's measured air level + ``core_margin_hu`` is used when that is lower.
+    core_margin_hu : float
+        How far above the measured air level a core voxel may be.
+    min_core_ml : float
+        Smallest pleural-air core (3D component touching the chest wall) kept.
+    wall_band_mm : float
+        Width of the parietal-pleura band inside the hemithorax.
+    grow_sd : float
+        Growth accepts voxels below air level + ``grow_sd`` x noise SD (capped at -900 HU).
+    near_core_mm : float
+        Away from the chest wall, growth reaches this far from a core.
+    min_component_ml, max_hole_mm2 : float
+        Clean-up of the final mask.
+    """
+
+    source_id = "classical-v1"
+
+    def __init__(self, air_threshold_hu: float = -950.0, core_margin_hu: float = 35.0, min_core_ml: float = 2.0,
+                 wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,
+                 min_component_ml: float = 0.3, max_hole_mm2: float = 100.0):
+        self.air_threshold_hu = float(air_threshold_hu)
+        self.core_margin_hu = float(core_margin_hu)
+        self.min_core_ml = float(min_core_ml)
+        self.wall_band_mm = float(wall_band_mm)
+        self.grow_sd = float(grow_sd)
+        self.near_core_mm = float(near_core_mm)
+        self.min_component_ml = float(min_component_ml)
+        self.max_hole_mm2 = float(max_hole_mm2)
+
+    def describe(self) -> dict:
+        return {"method": "pleural air: HU cores at the chest wall + bounded growth (Do et al. 2012)",
+                "air_threshold_hu": self.air_threshold_hu, "core_margin_hu": self.core_margin_hu,
+                "min_core_ml": self.min_core_ml, "wall_band_mm": self.wall_band_mm, "grow_sd": self.grow_sd,
+                "near_core_mm": self.near_core_mm, "min_component_ml": self.min_component_ml,
+                "max_hole_mm2": self.max_hole_mm2}
+
+    def iter_slices(self, volume: Volume, first_slice: int | None = None,
+                    should_cancel: Callable[[], bool] | None = None) -> Iterator[SliceResult]:
+        """Yield each slice's mask, ``first_slice`` first, after one 3D pass over the volume."""
+        if should_cancel is not None and should_cancel():
+            return
+        mask = self.segment(volume)
+        order = slice_order(volume.shape[0], first_slice)
+        for done, index in enumerate(order, start=1):
+            if should_cancel is not None and should_cancel():
+                return
+            yield SliceResult(index=index, mask=mask[index], probability=None, done=done, total=len(order))
+
+    def segment(self, volume: Volume) -> np.ndarray:
+        """The pleural-air mask (uint8, z, y, x) of the whole volume."""
+        anatomy = segment_thorax(volume)
+        air_mean, air_sd = estimate_air_noise(volume, anatomy)
+        mask = np.zeros(volume.shape, dtype=np.uint8)
+        for side in ("right", "left"):
+            hemithorax = anatomy.hemithorax(side)
+            if hemithorax.sum() * volume.voxel_volume_ml < 50:
+                continue
+            box = _bounding_box(hemithorax, margin=2)
+            found = self._side(volume, hemithorax[box], anatomy.airways[box], box, air_mean, air_sd)
+            mask[box] |= found
+        return mask
+
+    def _side(self, volume, hemi, airways, box, air_mean, air_sd) -> np.ndarray:
+        hu = volume.hu[box].astype(np.float32)
+        pixel_mm = float(np.mean(volume.spacing[1:]))
+        voxel_ml = volume.voxel_volume_ml
+        core_hu = min(self.air_threshold_hu, air_mean + self.core_margin_hu)
+        grow_hu = min(-900.0, air_mean + self.grow_sd * air_sd)
+        smooth = ndi.gaussian_filter(hu, (0, 1.0, 1.0))
+        candidates = hemi & ~ndi.binary_dilation(airways, _IN_PLANE_4, iterations=3)
+        band = hemi & ~ndi.binary_erosion(hemi, _IN_PLANE_4, iterations=max(1, round(self.wall_band_mm / pixel_mm)),
+                                          border_value=0)
+
+        core = candidates & (smooth < core_hu)
+        labels, n = ndi.label(core, np.ones((3, 3, 3), dtype=bool))
+        if n == 0:
+            return np.zeros(hemi.shape, dtype=np.uint8)
+        sizes = np.bincount(labels.ravel())
+        at_wall = np.unique(labels[band & (labels > 0)])
+        keep = [i for i in at_wall if i > 0 and sizes[i] * voxel_ml >= self.min_core_ml]
+        if not keep:
+            return np.zeros(hemi.shape, dtype=np.uint8)
+        core = np.isin(labels, keep)
+
+        near = ndi.binary_dilation(core, _IN_PLANE_4, iterations=max(1, round(self.near_core_mm / pixel_mm)))
+        allowed = candidates & (hu < grow_hu) & (band | near)
+        grown = ndi.binary_propagation(core, _IN_PLANE_4, mask=allowed)
+        # slices a thin rim crosses without a core: seed them from the neighbouring slice's air
+        z_seedable = allowed & (smooth < air_mean + 2 * self.core_margin_hu)
+        for _ in range(4):
+            seeds = ndi.binary_dilation(grown, _Z_ONLY) & z_seedable & ~grown
+            if not seeds.any():
+                break
+            grown = ndi.binary_propagation(grown | seeds, _IN_PLANE_4, mask=allowed | grown)
+        return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
+
+
+def _clean(mask: np.ndarray, spacing, min_component_ml: float, max_hole_mm2: float) -> np.ndarray:
+    """Fill small in-plane holes, drop small 3D components."""
+    return postprocess_mask(mask, spacing, min_component_mm3=min_component_ml * 1000.0,
+                            max_hole_mm2=max_hole_mm2).astype(np.uint8)
+
+
+def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.nonzero(mask.any(axis=other))[0]
+        pad = 0 if axis == 0 else margin
+        box.append(slice(max(int(idx[0]) - pad, 0), min(int(idx[-1]) + pad + 1, mask.shape[axis])))
+    return tuple(box)  # type: ignore[return-value]
