@@ -22,6 +22,7 @@ from copy import deepcopy
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from .errors import PtxError
 from .proposal import SliceResult
@@ -216,7 +217,11 @@ class ReviewSession:
 
     # -- measurements --------------------------------------------------------------------------
     def volume_ml(self) -> dict[str, float]:
-        """Pneumothorax volume of the annotator's mask in mL: right, left and total."""
+        """Pneumothorax volume of the annotator's mask in mL: right, left and total.
+
+        The side of each in-plane region of the mask is where most of it lies relative to the
+        body's midline (patient left is LPS +x, read from the volume's affine).
+        """
         right, left = self._side_counts.sum(axis=0)
         ml = self.volume.voxel_volume_ml
         return {"right": right * ml, "left": left * ml, "total": (right + left) * ml}
@@ -302,8 +307,13 @@ class ReviewSession:
         if not painted.any():
             self._side_counts[z] = (0, 0)
             return
-        left = int(np.count_nonzero(painted & self._side_of_pixel[z]))
-        self._side_counts[z] = (int(np.count_nonzero(painted)) - left, left)
+        # Each in-plane region goes whole to the side most of it lies on: a right pneumothorax
+        # reaching across the midline in front of the mediastinum still counts as right.
+        labels, count = ndi.label(painted)
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        on_left = np.bincount(labels[self._side_of_pixel[z]], minlength=count + 1)[1:]
+        left = int(sizes[2 * on_left > sizes].sum())
+        self._side_counts[z] = (int(sizes.sum()) - left, left)
 
 
 class _SideMaps:

@@ -213,3 +213,14 @@ def test_changes_made_while_a_snapshot_is_written_stay_pending(case, store):
     assert on_disk.review[1].state == FLAGGED and on_disk.review[2].state == UNREVIEWED
     assert session.save() and not session.dirty
     assert store.load(case.volume.key, "alice").review[2].state == FLAGGED
+
+
+def test_a_region_crossing_the_midline_counts_for_the_side_it_mostly_lies_on(case):
+    session = ReviewSession.open(case.volume, None, "alice")
+    z, ml = 4, case.volume.voxel_volume_ml
+    session.annotation.mask[z, 20:24, 30:52] = 1  # columns 30..47 patient right, 48..51 patient left
+    session.annotation.mask[z, 60:62, 70:80] = 1  # a separate region, all on the left
+    session.refresh_counts([z])
+    volumes = session.volume_ml()
+    assert volumes["right"] == pytest.approx(4 * 22 * ml)
+    assert volumes["left"] == pytest.approx(2 * 10 * ml)
