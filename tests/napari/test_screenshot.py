@@ -26,7 +26,7 @@ class TruthProposer:
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
-    case = make_chest_phantom(shape=(8, 128, 128), spacing=(5.0, 2.25, 2.25))
+    case = make_chest_phantom(shape=(24, 128, 128), spacing=(5.0, 2.25, 2.25))
     ct_path, _ = save_phantom(case, tmp_path_factory.mktemp("study"))
     return case, ct_path
 
