@@ -188,13 +188,18 @@ def _airways(small, body, affine, pixel_mm, z_mm) -> np.ndarray:
             # an airway continues the lumen above it: mostly overlapping it, never much wider
             keep = [i for i, shared in zip(touched, overlap)
                     if areas[i] <= min(max_component_cm2, 1.5 * previous_cm2 + 0.5) and shared >= 0.3 * areas[i]]
-            if not keep:
+            # a lumen merged with neighbouring air (pleural air beside a bronchus): keep only
+            # its part that continues the lumen above
+            merged = [i for i in touched if i not in keep and areas[i] > max_component_cm2 / 4]
+            if not keep and not merged:
                 break
             if carina_z is None and len(keep) >= 2:
                 carina_z = z
             if carina_z is not None and abs(z - carina_z) > max_slices_below_carina:
                 break
             current = np.isin(labels, keep)
+            if merged:
+                current |= np.isin(labels, merged) & ndi.binary_dilation(previous)
         airways[z] = current
         previous = current
     return airways
