@@ -1,0 +1,53 @@
+"""The weight-free classical proposer on the real TCIA CT, with and without simulated pneumothorax."""
+
+import numpy as np
+import pytest
+
+from ptx_annotator.anatomy import segment_thorax
+from ptx_annotator.classical import ClassicalProposer
+from ptx_annotator.proposal import get_proposer, propose_volume
+from ptx_annotator.synth import simulate_pneumothorax
+
+
+def dice(a, b):
+    return 2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
+
+
+@pytest.fixture(scope="module")
+def anatomy(tcia_volume):
+    return segment_thorax(tcia_volume)
+
+
+def test_untouched_ct_has_at_most_5_ml_of_false_pleural_air(tcia_volume):
+    proposal = propose_volume(ClassicalProposer(), tcia_volume)
+    assert proposal.completed and proposal.source == "classical-v1"
+    assert proposal.mask.sum() * tcia_volume.voxel_volume_ml <= 5.0
+
+
+@pytest.mark.parametrize("side, fraction, seed", [("right", 0.2, 5), ("left", 0.1, 6)])
+def test_finds_a_simulated_pneumothorax(tcia_volume, anatomy, side, fraction, seed):
+    sim = simulate_pneumothorax(tcia_volume, side, fraction, seed=seed, anatomy=anatomy)
+    found = propose_volume(get_proposer(proposer="classical"), sim.volume).mask.astype(bool)
+    truth = sim.mask.astype(bool)
+    assert dice(found, truth) >= 0.85
+    assert anatomy.hemithorax(side)[found].mean() > 0.99  # on the side asked, in the pleural cavity
+    # bowel gas, outside air and the airways are never proposed
+    assert not np.any(found & anatomy.outside_air)
+    assert (found & anatomy.airways).sum() * tcia_volume.voxel_volume_ml < 0.5
+
+
+def test_slices_come_priority_first_and_cancel_between_slices(tcia_volume, anatomy):
+    sim = simulate_pneumothorax(tcia_volume, "right", 0.15, seed=7, anatomy=anatomy)
+    proposer = ClassicalProposer()
+    results = []
+    generator = proposer.iter_slices(sim.volume, first_slice=40, should_cancel=lambda: len(results) >= 5)
+    for result in generator:
+        results.append(result)
+    assert [r.index for r in results] == [40, 41, 39, 42, 38]
+    assert results[0].total == tcia_volume.shape[0] and results[-1].done == 5
+    whole = proposer.segment(sim.volume)
+    assert all(np.array_equal(r.mask, whole[r.index]) for r in results)
+    assert whole[40].sum() > 0
+    assert list(proposer.iter_slices(sim.volume, should_cancel=lambda: True)) == []
+    params = proposer.describe()
+    assert params["air_threshold_hu"] == -950.0 and "Do et al." in params["method"]
