@@ -326,7 +326,7 @@ def test_a_study_with_two_series_offers_a_picker(make_napari_viewer, tmp_path, m
     widget.close_session()
 
 
-def test_open_command_asks_the_annotator_once_and_remembers(study, tmp_path, monkeypatch):
+def test_open_command_asks_the_annotator_once_and_remembers(qapp, mock_app_model, study, tmp_path, monkeypatch):
     import napari
     from qtpy.QtWidgets import QInputDialog
 

@@ -42,7 +42,7 @@ def render(path, out, **kwargs):
     return np.asarray(Image.open(out).convert("RGB"))
 
 
-def test_screenshot_shows_the_ct_and_the_overlay(qapp, phantom, tmp_path, monkeypatch):
+def test_screenshot_shows_the_ct_and_the_overlay(qapp, mock_app_model, phantom, tmp_path, monkeypatch):
     monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
     case, ct_path = phantom
     busy = int(np.argmax(case.truth.sum(axis=(1, 2))))
@@ -57,7 +57,7 @@ def test_screenshot_shows_the_ct_and_the_overlay(qapp, phantom, tmp_path, monkey
     assert not (tmp_path / "study" / ".ptx").exists()  # a screenshot writes nothing to the store
 
 
-def test_cli_screenshot_writes_a_png_and_exits(qapp, phantom, tmp_path, monkeypatch, capsys):
+def test_cli_screenshot_writes_a_png_and_exits(qapp, mock_app_model, phantom, tmp_path, monkeypatch, capsys):
     pytest.importorskip("ptx_annotator.classical")
     from ptx_annotator.cli import main
 
