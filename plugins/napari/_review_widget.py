@@ -26,6 +26,9 @@ from ._settings import remember_annotator, remembered_annotator
 
 AUTOSAVE_AFTER_EDIT_MS = 30_000
 SAVE_WAIT_S = 60.0
+#: Saving waits this long after a slice change, so the new slice is drawn first (and a quick
+#: run through several slices saves once).
+SAVE_AFTER_SLICE_CHANGE_MS = 250
 
 
 class ReviewWidget(ProposalMixin, QWidget):
@@ -46,6 +49,10 @@ class ReviewWidget(ProposalMixin, QWidget):
         self.autosave_timer.setSingleShot(True)
         self.autosave_timer.setInterval(AUTOSAVE_AFTER_EDIT_MS)
         self.autosave_timer.timeout.connect(self.save_in_background)
+        self.slice_save_timer = QTimer(self)
+        self.slice_save_timer.setSingleShot(True)
+        self.slice_save_timer.setInterval(SAVE_AFTER_SLICE_CHANGE_MS)
+        self.slice_save_timer.timeout.connect(self.save_in_background)
         self._save_done = threading.Event()
         self._save_done.set()  # no save in flight
         self._save_pending = False
@@ -244,8 +251,8 @@ class ReviewWidget(ProposalMixin, QWidget):
         if index == self.session.current_slice:
             return
         self.session.go_to(index, autosave=False)
-        if self.session.dirty:
-            self.save_in_background()  # autosave on every slice change, off the GUI thread
+        if self.session.dirty:  # autosave on every slice change: off the GUI thread, once the slice is drawn
+            self.slice_save_timer.start()
         self.strip.set_current(index)
         self._update_slice_label()
 
@@ -314,6 +321,7 @@ class ReviewWidget(ProposalMixin, QWidget):
         if session is None:
             return True
         self.autosave_timer.stop()
+        self.slice_save_timer.stop()
         self._save_done.wait(SAVE_WAIT_S)
         ok = session.close()
         if not ok:
