@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import partial
 
 from napari.qt.threading import thread_worker
 from qtpy.QtWidgets import QFileDialog
@@ -38,6 +39,7 @@ class ProposalRun:
     def __init__(self, proposer, volume, first_slice: int | None):
         self.cancel_event = threading.Event()
         self.slices_done = 0
+        self.session = None  # the review session the slices go to (set by the widget)
         self.total = volume.shape[0]
         self.worker = _iterate_proposer(proposer, volume, first_slice, self.cancel_event)
 
@@ -71,6 +73,7 @@ class ProposalMixin:
     proposal_run: ProposalRun | None = None
     _progress = None
     checkpoint: str | None = None
+
     def _on_proposer_picked(self, index: int) -> None:
         if self.proposer_combo.itemText(index) != CHECKPOINT_ENTRY:
             return
@@ -103,9 +106,10 @@ class ProposalMixin:
         proposer = make_proposer(CLASSICAL if checkpoint is None else "checkpoint", checkpoint)
         session.begin_proposal(proposer.source_id, proposer.describe())
         run = self.proposal_run = ProposalRun(proposer, session.volume, session.current_slice)
-        run.worker.yielded.connect(self._on_proposal_slice)
-        run.worker.errored.connect(self._on_proposal_error)
-        run.worker.finished.connect(self._on_proposal_finished)
+        run.session = session
+        run.worker.yielded.connect(partial(self._on_proposal_slice, run))
+        run.worker.errored.connect(partial(self._on_proposal_error, run))
+        run.worker.finished.connect(partial(self._on_proposal_finished, run))
         self._progress = progress(total=run.total, desc=f"Proposing ({proposer.source_id})")
         self.propose_button.setText("Cancel")
         self._status(f"Proposing with {proposer.source_id}…")
@@ -117,9 +121,22 @@ class ProposalMixin:
             self.proposal_run.cancel()
             self._status("Cancelling the proposal…")
 
-    def _on_proposal_slice(self, result) -> None:
-        run, session = self.proposal_run, self.session
-        if session is None or run is None:
+    def stop_proposal(self) -> None:
+        """Cancel the running proposal and forget it at once (its late slices are ignored)."""
+        if self.proposal_run is not None:
+            self.proposal_run.cancel()
+            self._end_proposal_run()
+
+    def _end_proposal_run(self) -> None:
+        self.proposal_run = None
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.propose_button.setText("Propose")
+
+    def _on_proposal_slice(self, run, result) -> None:
+        session = self.session
+        if run is not self.proposal_run or session is None or run.session is not session:
             return
         run.slices_done += 1
         session.add_proposal_slice(result)
@@ -128,16 +145,15 @@ class ProposalMixin:
         if self._progress is not None:
             self._progress.update(1)  # may process pending events (even this run's end)
 
-    def _on_proposal_error(self, exc) -> None:
-        self._error(f"The proposer failed: {exc}. Slices proposed so far are kept.")
+    def _on_proposal_error(self, run, exc) -> None:
+        if run is self.proposal_run:
+            self._error(f"The proposer failed: {exc}. Slices proposed so far are kept.")
 
-    def _on_proposal_finished(self) -> None:
-        run, self.proposal_run = self.proposal_run, None
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-        self.propose_button.setText("Propose")
-        if self.session is None or run is None:
+    def _on_proposal_finished(self, run) -> None:
+        if run is not self.proposal_run:
+            return  # a run stopped when its series was closed
+        self._end_proposal_run()
+        if self.session is None or run.session is not self.session:
             return
         completed = len(self.session.proposed_slices) == run.total
         self.session.finish_proposal(completed)

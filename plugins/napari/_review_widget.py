@@ -315,8 +315,7 @@ class ReviewWidget(ProposalMixin, QWidget):
 
     def close_session(self) -> bool:
         """Stop any proposal, save and release the session (closing the viewer calls this)."""
-        if self.proposal_run is not None:
-            self.proposal_run.cancel()
+        self.stop_proposal()
         session, self.session = self.session, None
         if session is None:
             return True

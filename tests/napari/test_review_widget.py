@@ -378,3 +378,18 @@ def test_review_a_ct_layer_opened_from_the_sample_data(make_napari_viewer, tmp_p
     assert widget.session.volume.shape == (24, 192, 192) and widget.session.store is None
     widget.mask_layer.paint((widget.session.current_slice, 96, 40), 1)
     assert widget.session.state() == "edited"
+
+
+def test_switching_away_during_a_proposal_drops_its_late_slices(qtbot, widget, case, monkeypatch):
+    gate = threading.Event()
+    proposer = TruthProposer(case.truth, delay=0.02, gate=gate)
+    monkeypatch.setattr(_propose, "make_proposer", lambda *a, **k: proposer)
+    run = widget.start_proposal()
+    qtbot.waitUntil(lambda: len(widget.session.proposed_slices) >= 1, timeout=10000)
+    first = widget.session
+    widget.switch_series(0)  # reopen: the running proposal belongs to the closed session
+    assert run.cancelled and widget.proposal_run is None and widget.propose_button.text() == "Propose"
+    gate.set()
+    qtbot.waitUntil(lambda: run.worker.is_running is False, timeout=10000)
+    qtbot.wait(100)
+    assert widget.session is not first and not widget.session.proposed_slices
