@@ -11,6 +11,8 @@ from qtpy.QtWidgets import QFileDialog
 
 from ptx_annotator.errors import PtxError
 
+from ._guard import never_raises
+
 CLASSICAL = "classical"
 CHECKPOINT_ENTRY = "model checkpoint…"
 
@@ -74,6 +76,7 @@ class ProposalMixin:
     _progress = None
     checkpoint: str | None = None
 
+    @never_raises
     def _on_proposer_picked(self, index: int) -> None:
         if self.proposer_combo.itemText(index) != CHECKPOINT_ENTRY:
             return
@@ -134,6 +137,7 @@ class ProposalMixin:
             self._progress = None
         self.propose_button.setText("Propose")
 
+    @never_raises
     def _on_proposal_slice(self, run, result) -> None:
         session = self.session
         if run is not self.proposal_run or session is None or run.session is not session:
@@ -149,6 +153,7 @@ class ProposalMixin:
         if run is self.proposal_run:
             self._error(f"The proposer failed: {exc}. Slices proposed so far are kept.")
 
+    @never_raises
     def _on_proposal_finished(self, run) -> None:
         if run is not self.proposal_run:
             return  # a run stopped when its series was closed

@@ -21,6 +21,7 @@ from ptx_annotator.review_session import ReviewSession
 
 from ._layers import add_review_layers, set_window, volume_from_layer
 from ._propose import ProposalMixin
+from ._guard import never_raises
 from ._review_ui import build_review_controls
 from ._settings import remember_annotator, remembered_annotator
 
@@ -227,6 +228,7 @@ class ReviewWidget(ProposalMixin, QWidget):
             return
         self.go_to(target)
 
+    @never_raises
     def go_to(self, index: int) -> None:
         """Show slice ``index`` (the dims change saves and updates the strip)."""
         self.viewer.dims.set_current_step(0, int(index))
@@ -244,6 +246,7 @@ class ReviewWidget(ProposalMixin, QWidget):
             self._refresh(mask=True, overlay=True)
 
     # -- events --------------------------------------------------------------------------------
+    @never_raises
     def _on_step(self, event=None) -> None:
         if self.session is None:
             return
@@ -256,6 +259,7 @@ class ReviewWidget(ProposalMixin, QWidget):
         self.strip.set_current(index)
         self._update_slice_label()
 
+    @never_raises
     def _on_paint(self, event) -> None:
         if self.session is None:
             return
@@ -267,6 +271,7 @@ class ReviewWidget(ProposalMixin, QWidget):
         if not self.autosave_timer.isActive():
             self.autosave_timer.start()
 
+    @never_raises
     def _recount(self, indices) -> None:
         if self.session is not None:
             self.session.refresh_counts(indices)
@@ -279,6 +284,7 @@ class ReviewWidget(ProposalMixin, QWidget):
         self._save_done.wait(SAVE_WAIT_S)
         return self._report_save(self.session.save())
 
+    @never_raises
     def save_in_background(self) -> None:
         """Save a snapshot of the session in a worker thread; one save at a time, the last one wins."""
         session = self.session
@@ -294,6 +300,7 @@ class ReviewWidget(ProposalMixin, QWidget):
         worker.returned.connect(self._on_background_saved)  # a bound slot: dropped if the widget is gone
         worker.start()
 
+    @never_raises
     def _on_background_saved(self, error) -> None:
         session, snapshot = self._save_in_flight
         self._save_in_flight = (None, None)

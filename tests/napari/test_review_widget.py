@@ -393,3 +393,12 @@ def test_switching_away_during_a_proposal_drops_its_late_slices(qtbot, widget, c
     qtbot.waitUntil(lambda: run.worker.is_running is False, timeout=10000)
     qtbot.wait(100)
     assert widget.session is not first and not widget.session.proposed_slices
+
+
+def test_an_error_in_an_event_handler_becomes_a_message(widget, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk unplugged")
+
+    monkeypatch.setattr(widget.session, "go_to", broken)
+    widget.go_to(1)  # the dims move; the handler fails without raising
+    assert "disk unplugged" in widget.status_label.text() and "still in memory" in widget.status_label.text()
