@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from ._common import add_store_arguments
+
 import json
 import sys
 
@@ -24,8 +26,7 @@ def register(subparsers) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--annotators", nargs="+", metavar="NAME", help="annotators in the study's store (A B [C ...])")
     source.add_argument("--masks", nargs="+", metavar="MASK", help="NIfTI mask files on the CT's grid (A B [C ...])")
-    parser.add_argument("--store", metavar="DIR", help="annotation store folder (default <study>/.ptx)")
-    parser.add_argument("--series", metavar="UID", help="SeriesInstanceUID when the study holds several series")
+    add_store_arguments(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs (created)")
     parser.add_argument("--json", action="store_true", help="also print summary.json to standard output")
     parser.set_defaults(run=run)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._common import add_store_arguments, open_study
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -12,18 +14,14 @@ def register(subparsers) -> None:
     parser.add_argument("--annotator", required=True, help="whose mask to export")
     parser.add_argument("--format", choices=("seg", "nifti"), default="seg", help="DICOM SEG (default) or NIfTI")
     parser.add_argument("--out", required=True, help="output file, or an existing folder (a default name is used)")
-    parser.add_argument("--store", default=None, help="annotation store folder (default: <study>/.ptx)")
-    parser.add_argument("--series", default=None, help="SeriesInstanceUID when the study holds several series")
+    add_store_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..export import export_annotation, load_annotation, mask_provenance
-    from ..io import load_volume
-    from ..store import AnnotationStore
 
-    volume = load_volume(args.study, args.series)
-    store = AnnotationStore.for_study(args.study, args.store)
+    volume, store = open_study(args.study, args)
     annotation = load_annotation(volume, store, args.annotator)
     target = export_annotation(volume, annotation, args.format, args.out)
     provenance = mask_provenance(annotation)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._common import add_store_arguments, open_study
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -12,8 +14,7 @@ def register(subparsers) -> None:
     parser.add_argument("study", help="the CT: DICOM series folder or file, NIfTI or NRRD")
     parser.add_argument("mask_path", metavar="MASK_PATH", help="NIfTI (.nii.gz) or NRRD mask, or DICOM SEG file")
     parser.add_argument("--annotator", required=True, help="whose mask it becomes")
-    parser.add_argument("--store", default=None, help="annotation store folder (default: <study>/.ptx)")
-    parser.add_argument("--series", default=None, help="SeriesInstanceUID when the study holds several series")
+    add_store_arguments(parser)
     parser.add_argument("--replace", action="store_true", help="replace an existing mask of this annotator")
     parser.add_argument("--empty-slices", choices=("unreviewed", "accepted"), default="unreviewed",
                         help="review state of slices without content (accepted: the file covers the whole "
@@ -24,11 +25,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..export import import_mask
-    from ..io import load_volume
-    from ..store import AnnotationStore
 
-    volume = load_volume(args.study, args.series)
-    store = AnnotationStore.for_study(args.study, args.store)
+    volume, store = open_study(args.study, args)
     try:
         annotation = import_mask(volume, store, args.annotator, args.mask_path, replace=args.replace,
                                  empty_state=args.empty_slices, segment=args.segment)

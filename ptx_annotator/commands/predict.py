@@ -8,6 +8,8 @@ their mask and state: a proposal never overwrites review work.
 
 from __future__ import annotations
 
+from ._common import add_store_arguments
+
 import sys
 import time
 
@@ -26,8 +28,7 @@ def register(subparsers) -> None:
     parser.add_argument("--annotator", metavar="NAME",
                         help=f"store the proposal as this annotator's slices to review (default '{DEFAULT_ANNOTATOR}' "
                              "when --out is not given either)")
-    parser.add_argument("--store", metavar="DIR", help="annotation store folder (default <study>/.ptx)")
-    parser.add_argument("--series", metavar="UID", help="SeriesInstanceUID when the folder holds several series")
+    add_store_arguments(parser)
     parser.add_argument("--device", choices=["cpu", "cuda"], help="run the model here (default: CUDA if available)")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
                         help="model precision (default: automatic per device)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._common import add_store_arguments
+
 import json
 
 
@@ -15,8 +17,7 @@ def register(subparsers) -> None:
     source.add_argument("--annotator", help="measure this annotator's saved mask")
     source.add_argument("--mask", help="measure this NIfTI mask or DICOM SEG file instead")
     parser.add_argument("--ct", default=None, help="the CT the --mask belongs to (instead of STUDY)")
-    parser.add_argument("--store", default=None, help="annotation store folder (default: <study>/.ptx)")
-    parser.add_argument("--series", default=None, help="SeriesInstanceUID when the study holds several series")
+    add_store_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(run=run)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._common import add_store_arguments, open_study
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -11,18 +13,14 @@ def register(subparsers) -> None:
                     "checkpoint made the proposals and when.")
     parser.add_argument("study", help="the CT: DICOM series folder or file, NIfTI or NRRD")
     parser.add_argument("--out", required=True, help="folder to write the report into")
-    parser.add_argument("--store", default=None, help="annotation store folder (default: <study>/.ptx)")
-    parser.add_argument("--series", default=None, help="SeriesInstanceUID when the study holds several series")
+    add_store_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from ..io import load_volume
-    from ..store import AnnotationStore
     from ..study_report import write_study_report
 
-    volume = load_volume(args.study, args.series)
-    store = AnnotationStore.for_study(args.study, args.store)
+    volume, store = open_study(args.study, args)
     page = write_study_report(volume, store, args.out)
     annotators = store.annotators(volume.key)
     print(f"wrote {page} ({len(annotators)} annotator(s): {', '.join(annotators) or 'none'})")
