@@ -20,7 +20,7 @@ from ..model import CheckpointMeta, build_model, save_checkpoint
 from ..preprocessing import LUNG_WINDOW_HU
 from .data import LabelledSlice, SliceDataset, patient_id, study_volumes
 from .evaluate import evaluate
-from .trainer import TrainConfig, TrainResult, fit
+from .trainer import TrainConfig, TrainResult, fit, seed_everything
 
 FRACTION_RANGE = (0.05, 0.45)
 NEGATIVE_SHARE = 0.3  # negative slices per positive slice kept from each simulated case
@@ -114,6 +114,7 @@ def bootstrap(studies, out, *, cases: int = 6, encoder: str = "resnet34", config
     train_set, val_set, hold_set = SliceDataset(train, size), SliceDataset(val, size), SliceDataset(hold, size)
     summary = [(c.patient, c.case, c.side, round(c.fraction, 3)) for c in all_cases]
     del train, val, hold, all_cases  # the HU slices are no longer needed once resized
+    seed_everything(config.seed)  # the initial weights are part of "deterministic per seed"
     model = build_model(encoder)
     result = fit(model, train_set, val_set if len(val_set) else None, config, progress, should_cancel)
     metrics = evaluate(model, hold_set, config.device, config.threshold, input_size=size) if len(hold_set) else None

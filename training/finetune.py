@@ -23,7 +23,7 @@ from .evaluate import evaluate
 from .registry import ModelRegistry, Registration
 from .reporting import loss_curve_path, save_loss_curve
 from .split import freeze_split
-from .trainer import TrainConfig, TrainResult, fit
+from .trainer import TrainConfig, TrainResult, fit, seed_everything
 
 
 @dataclass
@@ -129,6 +129,7 @@ def _starting_model(init, registry: ModelRegistry | None, encoder: str, config: 
         active = registry.active()
         model, meta = load_checkpoint(registry.folder / active["file"], "cpu")
         return model.train(), meta, active["version"]
+    seed_everything(config.seed)  # the initial weights are part of "deterministic per seed"
     model = build_model(encoder)
     return model, CheckpointMeta(encoder=encoder, input_size=config.input_size, hu_window=LUNG_WINDOW_HU,
                                  threshold=config.threshold), None

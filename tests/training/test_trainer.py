@@ -26,6 +26,7 @@ def trained_tiny(tiny_slices, tmp_path_factory):
     train = SliceDataset([s for patient in tiny_slices[:3] for s in patient], 64)
     val = SliceDataset(tiny_slices[3], 64)
     torch.set_num_threads(1)
+    torch.manual_seed(0)  # the initial weights (fit seeds everything else)
     model = small_unet()
     events = []
     result = fit(model, train, val, TrainConfig(epochs=12, patience=12, **FAST), progress=events.append)
@@ -59,7 +60,8 @@ def test_cancel_keeps_best_and_resume_starts_lower(trained_tiny, tiny_slices):
         calls["n"] += 1
         return calls["n"] > len(train) // 8 + 2  # steps per epoch + 1: inside epoch 2
 
-    result = fit(resumed, train, val, TrainConfig(epochs=5, **FAST), should_cancel=cancel_in_second_epoch)
+    finetune = {**FAST, "lr": 1e-4}  # resuming = fine-tuning at the recipe's learning rate
+    result = fit(resumed, train, val, TrainConfig(epochs=5, **finetune), should_cancel=cancel_in_second_epoch)
     assert result.cancelled and result.epochs_run == 1 and result.best_state is not None
     # resumed from the trained weights, its first epoch is far better than a fresh model's first epoch
     assert result.history[0]["val_loss"] < 0.7 * first_run.history[0]["val_loss"]
