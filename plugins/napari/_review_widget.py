@@ -160,6 +160,7 @@ class ReviewWidget(ProposalMixin, QWidget):
         self.image_layer, self.overlay_layer, self.mask_layer = add_review_layers(
             self.viewer, volume, session.annotation.mask, session.proposal_mask, session.annotator, image_layer)
         self.mask_layer.events.paint.connect(self._on_paint)
+        _report_undo_as_paint(self.mask_layer)
         self._bind_keys(self.mask_layer)
         self._apply_window(self.window_check.isChecked())
         self.viewer.dims.set_current_step(0, session.current_slice)
@@ -388,6 +389,25 @@ def _write_snapshot(session, snapshot, done: threading.Event):
         return f"Could not save: unexpected {type(exc).__name__}: {exc}. Your work is kept in memory."
     finally:
         done.set()
+
+
+def _report_undo_as_paint(layer) -> None:
+    """Make the layer's undo and redo emit its paint event (napari writes them silently).
+
+    Without it an undone stroke would change the mask without marking the slice edited, counting
+    the volume again or scheduling the autosave, so the undo could be lost on close.
+    """
+    for name, queue in (("undo", "_undo_history"), ("redo", "_redo_history")):
+        original = getattr(layer, name)
+
+        def replay(original=original, queue=queue) -> None:
+            pending = getattr(layer, queue, None)
+            item = list(pending[-1]) if pending else None
+            original()
+            if item is not None:
+                layer.events.paint(value=item)
+
+        setattr(layer, name, replay)
 
 
 def _painted_slices(atoms, fallback: int) -> set[int]:

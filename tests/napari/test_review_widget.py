@@ -156,6 +156,23 @@ def test_painting_marks_the_slice_edited_and_updates_the_volume(qtbot, widget, c
     assert on_disk.review[3].state == EDITED and on_disk.mask[3, 40, 70] == 1
 
 
+def test_undo_and_redo_count_as_edits_and_are_saved(qtbot, widget):
+    widget.go_to(3)
+    widget.mask_layer.paint((3, 40, 70), 1)
+    qtbot.waitUntil(lambda: "left 0.0 mL" not in widget.volume_label.text(), timeout=3000)
+    assert saved(widget).mask[3, 40, 70] == 1
+    widget.autosave_timer.stop()
+    widget.go_to(5)
+    widget.mask_layer.undo()  # napari writes the undo without a paint event of its own
+    assert widget.mask_layer.data[3, 40, 70] == 0
+    assert widget.autosave_timer.isActive() and widget.session.state(3) == EDITED
+    qtbot.waitUntil(lambda: "left 0.0 mL" in widget.volume_label.text(), timeout=3000)
+    assert saved(widget).mask[3, 40, 70] == 0
+    widget.mask_layer.redo()
+    qtbot.waitUntil(lambda: "left 0.0 mL" not in widget.volume_label.text(), timeout=3000)
+    assert saved(widget).mask[3, 40, 70] == 1
+
+
 def test_clicking_the_strip_jumps_to_that_slice(qtbot, widget):
     strip = widget.strip
     strip.resize(200, 24)
