@@ -198,7 +198,7 @@ class ModelProposer:
                 if should_cancel is not None and should_cancel():
                     return
                 done += 1
-                mask = self.postprocess.apply_slice(probability, spacing_yx)
+                mask = self.postprocess.apply_slice(probability, spacing_yx, hu=volume.hu[index])
                 yield SliceResult(index=index, mask=mask, probability=probability, done=done, total=n_slices)
 
     def postprocess_volume(self, mask: np.ndarray, spacing_zyx) -> np.ndarray:

@@ -13,8 +13,14 @@ Holes are filled **slice-wise and only when small** (``max_hole_mm2``). A large 
 wrap all the way round a collapsed lung in an axial slice or in 3D; unlimited hole filling would
 paint that lung as air. Pinholes from noise inside a pleural air pocket are what we want gone.
 
-Order: threshold -> fill small holes -> drop small components. The parameters travel with every
-proposal as :meth:`PostprocessParams.to_json`.
+When the CT slice is given, air **outside the patient** is dropped first (``drop_outside_air``):
+a pneumothorax lies inside the chest wall, and a model that has seen little data calls the air
+around the patient pleural air. "Inside" is everything enclosed by tissue (HU >= ``body_hu``)
+after a small closing, so the lungs and any pleural air stay in; a slice on which the field of
+view cuts through the chest wall loses what the cut opens to the outside (turn it off there).
+
+Order: outside air -> threshold -> fill small holes -> drop small components. The parameters
+travel with every proposal as :meth:`PostprocessParams.to_json`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ DEFAULT_MIN_COMPONENT_MM3 = 100.0
 DEFAULT_MIN_COMPONENT_MM2 = 20.0
 #: Enclosed holes up to this area (mm²) are filled; larger enclosed regions (a lung) are kept out.
 DEFAULT_MAX_HOLE_MM2 = 100.0
+#: Tissue (HU at or above this) encloses the inside of the patient; outside air is far below.
+DEFAULT_BODY_HU = -500.0
 
 _FULL_3D = np.ones((3, 3, 3), dtype=bool)
 _FULL_2D = np.ones((3, 3), dtype=bool)
@@ -45,6 +53,8 @@ class PostprocessParams:
     min_component_mm2: float = DEFAULT_MIN_COMPONENT_MM2
     fill_holes: bool = True
     max_hole_mm2: float = DEFAULT_MAX_HOLE_MM2
+    drop_outside_air: bool = True
+    body_hu: float = DEFAULT_BODY_HU
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.threshold) < 1.0:
@@ -64,15 +74,17 @@ class PostprocessParams:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in payload.items() if k in names})
 
-    def apply_volume(self, probability_or_mask: np.ndarray, spacing_zyx) -> np.ndarray:
+    def apply_volume(self, probability_or_mask: np.ndarray, spacing_zyx, hu: np.ndarray | None = None) -> np.ndarray:
         return postprocess_mask(probability_or_mask, spacing_zyx, threshold=self.threshold,
                                 min_component_mm3=self.min_component_mm3, fill_holes=self.fill_holes,
-                                max_hole_mm2=self.max_hole_mm2)
+                                max_hole_mm2=self.max_hole_mm2, hu=hu if self.drop_outside_air else None,
+                                body_hu=self.body_hu)
 
-    def apply_slice(self, probability_or_mask: np.ndarray, spacing_yx) -> np.ndarray:
+    def apply_slice(self, probability_or_mask: np.ndarray, spacing_yx, hu: np.ndarray | None = None) -> np.ndarray:
         return postprocess_slice(probability_or_mask, spacing_yx, threshold=self.threshold,
                                  min_component_mm2=self.min_component_mm2, fill_holes=self.fill_holes,
-                                 max_hole_mm2=self.max_hole_mm2)
+                                 max_hole_mm2=self.max_hole_mm2, hu=hu if self.drop_outside_air else None,
+                                 body_hu=self.body_hu)
 
 
 def binarize(probability_or_mask: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -87,7 +99,8 @@ def binarize(probability_or_mask: np.ndarray, threshold: float = 0.5) -> np.ndar
 
 def postprocess_mask(probability_or_mask: np.ndarray, spacing_zyx, threshold: float = 0.5,
                      min_component_mm3: float = DEFAULT_MIN_COMPONENT_MM3, fill_holes: bool = True,
-                     max_hole_mm2: float = DEFAULT_MAX_HOLE_MM2) -> np.ndarray:
+                     max_hole_mm2: float = DEFAULT_MAX_HOLE_MM2, hu: np.ndarray | None = None,
+                     body_hu: float = DEFAULT_BODY_HU) -> np.ndarray:
     """Threshold a ``(z, y, x)`` probability map (or clean a mask) into a uint8 mask.
 
     Parameters
@@ -102,11 +115,18 @@ def postprocess_mask(probability_or_mask: np.ndarray, spacing_zyx, threshold: fl
         3D components (26-connected) with a smaller volume are removed; 0 keeps all.
     fill_holes : bool
         Fill enclosed holes slice by slice, each up to ``max_hole_mm2``.
+    hu : ndarray, shape (z, y, x), optional
+        The CT in HU; when given, voxels outside the patient (see :func:`inside_patient`) are dropped.
     """
     mask = binarize(probability_or_mask, threshold)
     if mask.ndim != 3:
         raise ValueError(f"postprocess_mask expects a (z, y, x) array, got shape {mask.shape}")
     spacing = _spacing(spacing_zyx, 3)
+    if hu is not None:
+        _check_same_shape(hu, mask)
+        for index in range(mask.shape[0]):
+            if mask[index].any():
+                mask[index] &= inside_patient(hu[index], body_hu)
     if fill_holes:
         pixel_mm2 = spacing[1] * spacing[2]
         for index in range(mask.shape[0]):
@@ -119,7 +139,8 @@ def postprocess_mask(probability_or_mask: np.ndarray, spacing_zyx, threshold: fl
 
 def postprocess_slice(probability_or_mask: np.ndarray, spacing_yx, threshold: float = 0.5,
                       min_component_mm2: float = DEFAULT_MIN_COMPONENT_MM2, fill_holes: bool = True,
-                      max_hole_mm2: float = DEFAULT_MAX_HOLE_MM2) -> np.ndarray:
+                      max_hole_mm2: float = DEFAULT_MAX_HOLE_MM2, hu: np.ndarray | None = None,
+                      body_hu: float = DEFAULT_BODY_HU) -> np.ndarray:
     """The per-slice variant of :func:`postprocess_mask` for one ``(y, x)`` slice.
 
     Components are 8-connected and sized in mm² from ``spacing_yx`` (in-plane spacing, mm).
@@ -127,6 +148,9 @@ def postprocess_slice(probability_or_mask: np.ndarray, spacing_yx, threshold: fl
     mask = binarize(probability_or_mask, threshold)
     if mask.ndim != 2:
         raise ValueError(f"postprocess_slice expects a (y, x) array, got shape {mask.shape}")
+    if hu is not None and mask.any():
+        _check_same_shape(hu, mask)
+        mask &= inside_patient(hu, body_hu)
     spacing = _spacing(spacing_yx, 2)
     pixel_mm2 = spacing[0] * spacing[1]
     if fill_holes and mask.any():
@@ -134,6 +158,29 @@ def postprocess_slice(probability_or_mask: np.ndarray, spacing_yx, threshold: fl
     if min_component_mm2 > 0:
         mask = _drop_small_components(mask, min_component_mm2 / pixel_mm2, _FULL_2D)
     return mask.astype(np.uint8)
+
+
+def inside_patient(hu_slice: np.ndarray, body_hu: float = DEFAULT_BODY_HU) -> np.ndarray:
+    """Boolean ``(y, x)``: pixels enclosed by the patient's tissue (lungs and pleural air included).
+
+    The patient is the largest 8-connected region of tissue (``hu >= body_hu``), so the scanner
+    table and the arms stay out; a closing (3x3, twice) bridges thin gaps in its chest wall before
+    the enclosed holes are filled. Air connected to the image border stays outside.
+    """
+    tissue = np.asarray(hu_slice) >= body_hu
+    labels, count = ndimage.label(tissue, structure=_FULL_2D)
+    if count == 0:
+        return tissue
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    patient = np.pad(labels == int(np.argmax(sizes)), 2)
+    closed = ndimage.binary_closing(patient, _FULL_2D, iterations=2) | patient
+    return ndimage.binary_fill_holes(closed)[2:-2, 2:-2]
+
+
+def _check_same_shape(hu: np.ndarray, mask: np.ndarray) -> None:
+    if np.shape(hu) != mask.shape:
+        raise ValueError(f"the CT given for the outside-air rule has shape {np.shape(hu)}, the mask {mask.shape}")
 
 
 def _spacing(spacing, n: int) -> tuple[float, ...]:

@@ -90,7 +90,8 @@ def test_masks_are_the_postprocessed_probabilities(tiny, small_ct):
     results = list(proposer.iter_slices(small_ct))
     assert sum(int(r.mask.sum()) for r in results) > 0
     for result in results:
-        expected = postprocess_slice(result.probability, small_ct.spacing[1:], threshold=0.45, min_component_mm2=30)
+        expected = postprocess_slice(result.probability, small_ct.spacing[1:], threshold=0.45, min_component_mm2=30,
+                                     hu=small_ct.hu[result.index])
         assert np.array_equal(result.mask, expected) and result.mask.dtype == np.uint8
 
 

@@ -82,3 +82,54 @@ def test_params_apply_match_functions_and_serialise():
         PostprocessParams(threshold=1.5)
     with pytest.raises(ValueError):
         postprocess_mask(probability, (1.0, 0.0, 1.0))
+
+
+def _chest_slice(gap: int = 0) -> np.ndarray:
+    """A crafted axial slice: outside air, a 6 px chest wall (optionally with a gap), lung inside."""
+    yy, xx = np.mgrid[:80, :80]
+    radius = np.hypot(yy - 40, xx - 40)
+    hu = np.full((80, 80), -1000, dtype=np.int16)  # outside air
+    hu[radius < 34] = 40                                 # chest wall
+    hu[radius < 28] = -850                               # lung
+    hu[(radius < 28) & (radius >= 24) & (yy < 40)] = -1000  # anterior pleural air
+    if gap:
+        hu[40 - gap // 2:40 + (gap + 1) // 2, 66:75] = -1000  # a thin air gap through the wall
+    return hu
+
+
+@pytest.mark.parametrize("gap", [0, 2])
+def test_air_outside_the_patient_is_dropped_pleural_air_kept(gap):
+    hu = _chest_slice(gap)
+    probability = (hu <= -990).astype(np.float32)  # a model that calls all air pleural air
+    out = postprocess_slice(probability, (1.0, 1.0), min_component_mm2=0, hu=hu)
+    radius = np.hypot(*np.mgrid[-40:40, -40:40])
+    assert out[(hu == -1000) & (radius < 28)].all()  # all pleural air survives, also with a gap in the wall
+    assert not out[radius >= 34].any()  # nothing outside the chest wall does
+    kept = postprocess_slice(probability, (1.0, 1.0), min_component_mm2=0)  # no CT given: no rule
+    assert kept[0, 0] == 1
+
+
+def test_outside_air_rule_in_volumes_params_and_its_switch():
+    hu = np.stack([_chest_slice(), _chest_slice()])
+    probability = (hu <= -990).astype(np.float32)
+    params = PostprocessParams(min_component_mm3=0, min_component_mm2=0)
+    volume_out = params.apply_volume(probability, (2.0, 1.0, 1.0), hu=hu)
+    assert volume_out[:, 0, 0].sum() == 0 and volume_out[:, 14, 40].all()
+    assert np.array_equal(volume_out[0], params.apply_slice(probability[0], (1.0, 1.0), hu=hu[0]))
+    off = PostprocessParams(min_component_mm3=0, min_component_mm2=0, drop_outside_air=False)
+    assert off.apply_slice(probability[0], (1.0, 1.0), hu=hu[0])[0, 0] == 1
+    assert json.loads(json.dumps(params.to_json()))["drop_outside_air"] is True
+    with pytest.raises(ValueError, match="shape"):
+        params.apply_slice(probability[0], (1.0, 1.0), hu=hu[0, :40])
+
+
+def test_inside_patient_holds_both_lungs_of_the_real_ct(tcia_volume):
+    from ptx_annotator.anatomy import segment_thorax
+    from ptx_annotator.postprocess import inside_patient
+
+    anatomy = segment_thorax(tcia_volume)
+    z = int(np.argmax(anatomy.lungs.sum(axis=(1, 2))))
+    inside = inside_patient(tcia_volume.hu[z])
+    assert inside[anatomy.lungs[z]].all()
+    assert not inside[0, 0] and not inside[-1, -1]
+    assert inside.sum() < anatomy.body[z].sum() * 1.02  # the patient, not the scanner table
