@@ -145,7 +145,7 @@ class ModelProposer:
     def from_checkpoint(cls, path, device: str | None = None, precision: str | None = None,
                         threshold: float | None = None, min_component_mm2: float | None = None,
                         min_component_mm3: float | None = None, fill_holes: bool | None = None,
-                        batch_size: int | None = None, fuse_batchnorm: bool = True) -> "ModelProposer":
+                        drop_outside_air: bool | None = None, batch_size: int | None = None, fuse_batchnorm: bool = True) -> "ModelProposer":
         """Load a ``.safetensors`` checkpoint (see :func:`ptx_annotator.model.load_checkpoint`)."""
         from .model import load_checkpoint
 
@@ -153,7 +153,7 @@ class ModelProposer:
         model, meta = load_checkpoint(path, device="cpu")
         params = PostprocessParams(threshold=float(meta.threshold if threshold is None else threshold))
         for key, value in (("min_component_mm2", min_component_mm2), ("min_component_mm3", min_component_mm3),
-                           ("fill_holes", fill_holes)):
+                           ("fill_holes", fill_holes), ("drop_outside_air", drop_outside_air)):
             if value is not None:
                 setattr(params, key, value)
         PostprocessParams(**params.__dict__)  # validate the overrides

@@ -34,6 +34,9 @@ def register(subparsers) -> None:
                         help="model precision (default: automatic per device)")
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="probability threshold of a checkpoint (default: the checkpoint's own)")
+    parser.add_argument("--keep-outside-air", action="store_true",
+                        help="keep what a checkpoint finds outside the patient (by default air outside the chest wall "
+                             "is dropped; use this when the field of view cuts through the chest wall)")
     parser.add_argument("--first-slice", type=int, metavar="Z", help="compute this slice first (0-based z index)")
     parser.set_defaults(run=run)
 
@@ -50,7 +53,11 @@ def run(args) -> int:
     if args.out and not args.out.lower().endswith((".nii", ".nii.gz")):
         raise PtxError(f"--out '{args.out}' must end in .nii.gz or .nii (a NIfTI mask with the CT's affine).")
     volume = load_volume(args.path, series_uid=args.series)
+    if args.keep_outside_air and args.checkpoint is None:
+        raise PtxError("--keep-outside-air applies to a model checkpoint; give --checkpoint CKPT or leave it out.")
     options = {} if args.threshold is None else {"threshold": args.threshold}
+    if args.keep_outside_air:
+        options["drop_outside_air"] = False
     proposer = get_proposer(checkpoint=args.checkpoint, proposer=args.proposer or "classical",
                             device=args.device, precision=args.precision, **options)
 

@@ -108,13 +108,26 @@ def test_predict_nifti_file_out_only_and_default_annotator(ct_nifti, checkpoint,
     assert set(stored.review.states()) == {PROPOSED}
     record = next(iter(stored.proposals.values()))
     assert json.loads(json.dumps(record))["params"]["postprocess"]["threshold"] == 0.45
-    assert (written.sum() >= 0) and UNREVIEWED not in stored.review.states()
+    assert record["params"]["postprocess"]["drop_outside_air"] is True
+    assert UNREVIEWED not in stored.review.states()
+
+    kept = tmp_path / "kept.nii.gz"
+    rc = main(["predict", str(ct_nifti), "--checkpoint", str(checkpoint), "--out", str(kept),
+               "--precision", "fp32", "--threshold", "0.45", "--keep-outside-air"])
+    assert rc == 0, capsys.readouterr().err
+    with_outside, _ = load_mask_nifti(kept)
+    assert np.all(with_outside >= written)  # the rule only ever removes
+    from ptx_annotator.postprocess import inside_patient
+
+    outside = ~np.stack([inside_patient(hu) for hu in volume.hu])
+    assert not written[outside].any()
 
 
 @pytest.mark.parametrize("extra,message", [
     (["--threshold", "0.3"], "--threshold applies to a model checkpoint"),
     (["--checkpoint", "missing.safetensors"], "does not exist"),
     (["--out", "mask.nrrd"], "must end in .nii.gz"),
+    (["--keep-outside-air"], "--keep-outside-air applies to a model checkpoint"),
 ])
 def test_predict_refusals_are_one_line(tcia_dir, tmp_path, capsys, extra, message, monkeypatch):
     monkeypatch.chdir(tmp_path)
