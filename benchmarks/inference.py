@@ -12,12 +12,15 @@ slices from the middle of the real TCIA series (default 16; ``--slices 0`` = all
 * engine: :class:`ptx_annotator.inference.ModelProposer` with automatic device and precision
   (or the ones given), priority slice first, per-slice post-processing included in its time.
 
-The weights are random (nothing is downloaded) but made deterministic and meaningful: ``torch``
+By default the weights are random (nothing is downloaded) but made deterministic and meaningful: ``torch``
 is seeded (``--seed``, default 0), then the segmentation head is calibrated once on the middle
 slice (in fp32, before either path runs): its weights are scaled so the logits have a standard
 deviation of 4 and its bias shifted so 10 % of that slice's pixels pass the threshold. The mask is
 then a sparse, image-driven region instead of a coin-flip around p = 0.5, and agreement measures
-real precision effects rather than noise at the threshold.
+real precision effects rather than noise at the threshold. A random network is a harsh test of
+bf16, though: its logits pile up near the threshold far more than a trained model's do. With
+``--checkpoint CKPT`` a trained CT checkpoint (for example from ``ptx-annotate bootstrap
+--encoder resnet50``) runs instead, at 512x512 whatever size it was trained at.
 
 Reported: time to the requested (middle) slice after warm-up, slices/s of each path, and, as the
 LAST line, ``ratio R agreement A``: R = eager time / engine time over the slices, A = share of
@@ -102,6 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a trained CT checkpoint instead of the seeded one")
     args = parser.parse_args(argv)
 
     import torch
@@ -122,13 +126,22 @@ def main(argv=None) -> int:
                     source=str(args.series))
     first_slice = n // 2
 
-    meta = CheckpointMeta(encoder="resnet50", input_size=INPUT_SIZE, threshold=0.5, name="bench-resnet50-seeded")
-    eager_model = calibrated_model(hu[first_slice], args.seed)
+    if args.checkpoint is None:
+        meta = CheckpointMeta(encoder="resnet50", input_size=INPUT_SIZE, threshold=0.5, name="bench-resnet50-seeded")
+        eager_model = calibrated_model(hu[first_slice], args.seed)
+        described = f"seeded ResNet-50 U-Net (seed {args.seed})"
+    else:
+        from ptx_annotator.model import load_checkpoint
+
+        eager_model, meta = load_checkpoint(args.checkpoint, device="cpu")
+        described = f"trained {meta.encoder} U-Net {args.checkpoint.name} (trained at {meta.input_size} px)"
+        meta.input_size = INPUT_SIZE  # run at 512x512 whatever the training size
+    eager_model = eager_model.eval()
     proposer = ModelProposer(copy.deepcopy(eager_model), meta, device=args.device, precision=args.precision,
                              batch_size=args.batch_size)
 
     print(f"series {args.series.name}: slices {start}..{start + n - 1} of {full.shape[0]}, "
-          f"{hu.shape[1]}x{hu.shape[2]} px; ResNet-50 U-Net at {INPUT_SIZE}, seed {args.seed}")
+          f"{hu.shape[1]}x{hu.shape[2]} px; {described} run at {INPUT_SIZE}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU bf16 native: {cpu_supports_bf16()}, "
           f"CUDA: {torch.cuda.is_available()}, load average {os.getloadavg()[0]:.1f}")
 
