@@ -19,7 +19,7 @@ import numpy as np
 from ..model import CheckpointMeta, build_model, save_checkpoint
 from ..preprocessing import LUNG_WINDOW_HU
 from .data import LabelledSlice, SliceDataset, patient_id, study_volumes
-from .evaluate import evaluate
+from .evaluate import choose_threshold, evaluate, predict_dataset
 from .trainer import TrainConfig, TrainResult, fit, seed_everything
 
 FRACTION_RANGE = (0.05, 0.45)
@@ -97,8 +97,13 @@ def split_cases(cases: list) -> tuple[list, list, list]:
 
 def bootstrap(studies, out, *, cases: int = 6, encoder: str = "resnet34", config: TrainConfig | None = None,
               progress=None, should_cancel=None, log: Callable[[str], None] | None = None,
-              save: bool = True) -> BootstrapOutcome:
-    """Simulate ``cases`` pneumothoraces per CT of ``studies``, train, evaluate, save ``out``."""
+              save: bool = True, calibrate_threshold: bool = True) -> BootstrapOutcome:
+    """Simulate ``cases`` pneumothoraces per CT of ``studies``, train, evaluate, save ``out``.
+
+    With ``calibrate_threshold`` the checkpoint's threshold is the one with the best Dice on the
+    validation cases (:func:`~ptx_annotator.training.evaluate.choose_threshold`); the hold-out
+    table is then measured at that threshold.
+    """
     config = (config or TrainConfig()).resolved()
     started = time.monotonic()
     all_cases = []
@@ -117,13 +122,21 @@ def bootstrap(studies, out, *, cases: int = 6, encoder: str = "resnet34", config
     seed_everything(config.seed)  # the initial weights are part of "deterministic per seed"
     model = build_model(encoder)
     result = fit(model, train_set, val_set if len(val_set) else None, config, progress, should_cancel)
-    metrics = evaluate(model, hold_set, config.device, config.threshold, input_size=size) if len(hold_set) else None
-    meta = CheckpointMeta(encoder=encoder, input_size=size, hu_window=LUNG_WINDOW_HU, threshold=config.threshold,
+    threshold, choice = config.threshold, None
+    if calibrate_threshold and len(val_set) and result.best_state is not None:
+        choice = choose_threshold(*predict_dataset(model, val_set, config.device, input_size=size))
+        threshold = choice["threshold"]
+        if log:
+            log(f"threshold {threshold:.2f} chosen on the validation cases (Dice {choice['dice']:.3f}; "
+                f"{choice['dice_at_0.5']:.3f} at 0.50)")
+    metrics = evaluate(model, hold_set, config.device, threshold, input_size=size) if len(hold_set) else None
+    meta = CheckpointMeta(encoder=encoder, input_size=size, hu_window=LUNG_WINDOW_HU, threshold=threshold,
                           metrics=dict(metrics or {}), name="bootstrap",
                           preprocessing={"window": "lung", "resize": "bilinear"},
                           provenance={"kind": "bootstrap-simulated", "studies": [str(s) for s in studies],
                                       "cases_per_volume": cases, "epochs": result.epochs_run,
                                       "best_epoch": result.best_epoch, "config": config.to_json(),
+                                      "threshold_choice": choice,
                                       "history": result.history})
     if save and result.best_state is not None:
         from .distributed import is_main_process

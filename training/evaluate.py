@@ -15,6 +15,8 @@ from .. import metrics as overlap
 from .distributed import unwrap
 
 MAX_AUC_PIXELS = 4_000_000
+#: Thresholds tried when the operating point is chosen on validation data.
+THRESHOLD_GRID = tuple(round(0.05 * k, 2) for k in range(6, 19))  # 0.30 .. 0.90
 
 
 @torch.no_grad()
@@ -66,3 +68,18 @@ def evaluate(model, dataset: Dataset, device: str = "cpu", threshold: float = 0.
         return None
     probabilities, truths = predict_dataset(model, dataset, device, batch_size, input_size)
     return score(probabilities, truths, threshold)
+
+
+def choose_threshold(probabilities: np.ndarray, truths: np.ndarray, grid=THRESHOLD_GRID) -> dict:
+    """The threshold of ``grid`` with the best pooled Dice on validation data (ties: nearest 0.5).
+
+    Returns ``{"threshold", "dice", "dice_at_0.5", "grid"}``; with no positive pixel in the
+    truths there is nothing to choose and 0.5 is kept.
+    """
+    grid = sorted({float(t) for t in grid} | {0.5})
+    at_half = float(overlap.dice(truths, probabilities >= 0.5))
+    if not np.any(truths):
+        return {"threshold": 0.5, "dice": at_half, "dice_at_0.5": at_half, "grid": grid}
+    scores = [(float(overlap.dice(truths, probabilities >= t)), -abs(t - 0.5), t) for t in grid]
+    best_dice, _, best = max(scores)
+    return {"threshold": float(best), "dice": best_dice, "dice_at_0.5": at_half, "grid": grid}
