@@ -40,6 +40,8 @@ class SaveSnapshot:
     annotation: Annotation
     changes: int
     current_slice: int
+    proposal: np.ndarray | None = None  # a copy of the proposal overlay when it changed since the last save
+    proposal_changes: int = 0
 
 
 class ReviewSession:
@@ -69,6 +71,7 @@ class ReviewSession:
         self.proposed_slices: set[int] = set()
         self.threshold = 0.5
         self._changes = self._saved_changes = 0
+        self._proposal_changes = self._saved_proposal_changes = 0
         self.last_save_error: str | None = None
         n = volume.shape[0]
         start = annotation.current_slice
@@ -87,7 +90,11 @@ class ReviewSession:
             return cls(volume, Annotation.empty(volume, annotator), None)
         annotation = store.load_or_empty(volume, annotator)
         store.lock(volume.key, annotation.annotator)
-        return cls(volume, annotation, store)
+        session = cls(volume, annotation, store)
+        kept = store.load_proposal(volume, annotation.annotator)
+        if kept is not None:
+            session.restore_proposal(kept)
+        return session
 
     @property
     def annotator(self) -> str:
@@ -190,7 +197,17 @@ class ReviewSession:
             "source": self.proposal_source, "created": utc_now(), "params": self.proposal_params,
             "completed": bool(completed), "slices": len(self.proposed_slices), "threshold": self.threshold,
         }
+        self._proposal_changes += 1
         self.dirty = True
+
+    def restore_proposal(self, mask: np.ndarray) -> None:
+        """Show a kept proposal again (as the overlay only: the annotator's mask already holds its part)."""
+        self.proposal_mask[:] = np.asarray(mask, dtype=np.uint8) > 0
+        self.proposal_probabilities = None
+        record = next(reversed(self.annotation.proposals.values()), None) if self.annotation.proposals else None
+        self.proposal_source = (record or {}).get("source") or "kept proposal"
+        self.proposal_params = dict((record or {}).get("params") or {})
+        self.proposed_slices = set(range(self.n_slices))
 
     def set_threshold(self, threshold: float) -> list[int]:
         """Re-threshold the stored probabilities; returns the slices whose proposal changed."""
@@ -204,6 +221,9 @@ class ReviewSession:
                 self.proposal_mask[z] = new
                 self._offer_proposal(z)
                 changed.append(z)
+        if changed:
+            self._proposal_changes += 1
+            self.dirty = True
         return changed
 
     def _offer_proposal(self, z: int) -> bool:
@@ -254,13 +274,18 @@ class ReviewSession:
         self.annotation.current_slice = self.current_slice
         copy = replace(self.annotation, mask=self.annotation.mask.copy(), review=ReviewLog(self.annotation.review),
                        proposals=deepcopy(self.annotation.proposals), extra=deepcopy(self.annotation.extra))
-        return SaveSnapshot(copy, self._changes, self.current_slice)
+        proposal = self.proposal_mask.copy() if self._proposal_changes != self._saved_proposal_changes else None
+        return SaveSnapshot(copy, self._changes, self.current_slice, proposal, self._proposal_changes)
 
     def write_snapshot(self, snapshot: "SaveSnapshot") -> str | None:
         """Save a snapshot; returns None, or the message saying why it failed. Safe off the GUI thread."""
         if self.store is None:
             return None
         try:
+            if snapshot.proposal is not None:
+                annotation = snapshot.annotation
+                self.store.save_proposal(annotation.series_key, annotation.annotator, snapshot.proposal,
+                                         annotation.affine)
             self.store.save(snapshot.annotation)
         except (PtxError, OSError, ValueError) as exc:
             return f"Could not save the annotation of '{self.annotator}': {exc}. Your work is kept in memory."
@@ -275,6 +300,8 @@ class ReviewSession:
             self.annotation.version = max(self.annotation.version, snapshot.annotation.version)
             self.annotation.saved_at = snapshot.annotation.saved_at
         self._saved_changes = max(self._saved_changes, snapshot.changes)
+        if snapshot.proposal is not None:
+            self._saved_proposal_changes = max(self._saved_proposal_changes, snapshot.proposal_changes)
         self._saved_slice = snapshot.current_slice
         return True
 

@@ -183,6 +183,9 @@ class AnnotationStore:
     def mask_path(self, series_key: str, annotator: str) -> Path:
         return self.folder(series_key, annotator) / "mask.nii.gz"
 
+    def proposal_path(self, series_key: str, annotator: str) -> Path:
+        return self.folder(series_key, annotator) / "proposal.nii.gz"
+
     def annotators(self, series_key: str) -> list[str]:
         base = self.root / _safe_key(series_key)
         if not base.is_dir():
@@ -241,6 +244,22 @@ class AnnotationStore:
             )
         return annotation
 
+    def load_proposal(self, volume: Volume, annotator: str) -> np.ndarray | None:
+        """The last proposal kept for this annotator, or None (none, unreadable or another grid).
+
+        A proposal can always be made again, so a damaged one never stops a study from opening.
+        """
+        path = self.proposal_path(volume.key, annotator)
+        if not path.is_file():
+            return None
+        try:
+            mask, affine = load_mask_nifti(path)
+        except PtxError:
+            return None
+        if mask.shape != volume.shape or not np.allclose(affine, volume.affine, atol=1e-3):
+            return None
+        return mask
+
     def load_or_empty(self, volume: Volume, annotator: str) -> Annotation:
         return self.load(volume.key, annotator, volume) or Annotation.empty(volume, annotator)
 
@@ -293,6 +312,14 @@ class AnnotationStore:
         self._publish_current_mask(folder, folder / mask_name)
         self._prune(folder, number)
         return number
+
+    def save_proposal(self, series_key: str, annotator: str, mask: np.ndarray, affine: np.ndarray) -> None:
+        """Keep the latest proposal overlay beside the annotator's mask (atomic; takes the lock)."""
+        self.lock(series_key, annotator)
+        folder = self.folder(series_key, annotator)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / "proposal.nii.gz", suffix=".nii.gz") as tmp:
+            save_mask_nifti(np.asarray(mask, dtype=np.uint8), affine, tmp)
 
     def _publish_current_mask(self, folder: Path, version_file: Path) -> None:
         """Point ``mask.nii.gz`` at the new version (a hard link where the filesystem allows)."""

@@ -92,6 +92,23 @@ class ProposalMixin:
         self.proposer_combo.insertItem(1, os.path.basename(self.checkpoint), self.checkpoint)
         self.proposer_combo.setCurrentIndex(1)
 
+    def kept_proposal_matches(self) -> bool:
+        """Whether the session shows a kept proposal made by the proposer picked now (no need to redo it)."""
+        kept = self.session.proposal_source if self.session is not None else None
+        if not kept:
+            return False
+        checkpoint = self.proposer_combo.currentData()
+        if checkpoint is None:
+            from ptx_annotator.classical import ClassicalProposer
+
+            return kept == ClassicalProposer.source_id
+        from ptx_annotator.inference import file_sha256
+
+        try:
+            return kept.startswith("checkpoint:") and kept.endswith("@" + file_sha256(checkpoint)[:8])
+        except OSError:
+            return False
+
     def toggle_proposal(self) -> None:
         if self.proposal_run is not None:
             self.cancel_proposal()

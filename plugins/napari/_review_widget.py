@@ -124,7 +124,9 @@ class ReviewWidget(ProposalMixin, QWidget):
                 raise
             store = None  # a read-only look at a read-only study: nothing to load or save
         self.attach(volume, store, annotator, read_only=read_only)
-        if propose:  # the study stays open when the proposer cannot run
+        if propose and self.kept_proposal_matches():
+            self._status(f"Proposal by {self.session.proposal_source} restored from the store; Propose makes it again.")
+        elif propose:  # the study stays open when the proposer cannot run
             self._run_action(self.start_proposal)
 
     def review_selected_layer(self) -> None:

@@ -120,6 +120,7 @@ def _write_store(args, volume, proposal) -> None:
             annotation.review.mark(index, PROPOSED, by=proposal.source, source=proposal.source)
             proposed += 1
         annotation.proposals[proposal.source] = proposal.record()
+        store.save_proposal(volume.key, annotation.annotator, proposal.mask, volume.affine)
         version = store.save(annotation)
     finally:
         store.close()

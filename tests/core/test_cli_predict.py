@@ -105,6 +105,7 @@ def test_predict_nifti_file_out_only_and_default_annotator(ct_nifti, checkpoint,
     assert store.annotators(volume.key) == ["model"]
     stored = store.load(volume.key, "model", volume)
     assert np.array_equal(stored.mask, written)
+    assert np.array_equal(store.load_proposal(volume, "model"), written)  # the overlay napari shows
     assert set(stored.review.states()) == {PROPOSED}
     record = next(iter(stored.proposals.values()))
     assert json.loads(json.dumps(record))["params"]["postprocess"]["threshold"] == 0.45

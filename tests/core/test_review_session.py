@@ -224,3 +224,33 @@ def test_a_region_crossing_the_midline_counts_for_the_side_it_mostly_lies_on(cas
     volumes = session.volume_ml()
     assert volumes["right"] == pytest.approx(4 * 22 * ml)
     assert volumes["left"] == pytest.approx(2 * 10 * ml)
+
+
+def test_the_proposal_is_kept_with_the_mask_and_shown_again_on_reopening(case, store):
+    session = proposed(ReviewSession.open(case.volume, store, "alice"), case)
+    assert session.save()
+    path = store.proposal_path(case.volume.key, "alice")
+    written = path.stat().st_mtime_ns
+    session.flag(1)
+    assert session.save()
+    assert path.stat().st_mtime_ns == written  # an unchanged proposal is not written again
+    session.close()
+    again = ReviewSession.open(case.volume, store, "alice")
+    assert np.array_equal(again.proposal_mask, case.truth > 0)
+    assert again.proposal_source == "truth-test" and again.proposal_params == {"kind": "test"}
+    assert again.states() == session.states()
+    again.copy_proposal(2)  # a restored proposal works like a fresh one
+    assert np.array_equal(again.annotation.mask[2], case.truth[2] > 0)
+    again.close()
+
+
+def test_a_damaged_or_foreign_kept_proposal_is_ignored(case, store):
+    session = proposed(ReviewSession.open(case.volume, store, "alice"), case)
+    assert session.save() and session.close()
+    path = store.proposal_path(case.volume.key, "alice")
+    path.write_bytes(b"not a nifti")
+    again = ReviewSession.open(case.volume, store, "alice")
+    assert again.proposal_source is None and not again.proposal_mask.any()
+    again.close()
+    store.save_proposal(case.volume.key, "alice", np.ones((3, 96, 96), np.uint8), case.volume.affine)
+    assert store.load_proposal(case.volume, "alice") is None  # another grid

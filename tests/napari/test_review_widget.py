@@ -419,3 +419,24 @@ def test_an_error_in_an_event_handler_becomes_a_message(widget, monkeypatch):
     monkeypatch.setattr(widget.session, "go_to", broken)
     widget.go_to(1)  # the dims move; the handler fails without raising
     assert "disk unplugged" in widget.status_label.text() and "still in memory" in widget.status_label.text()
+
+
+def test_reopening_shows_the_kept_proposal_without_proposing_again(qtbot, make_napari_viewer, study, case,
+                                                                   monkeypatch):
+    from ptx_annotator.classical import ClassicalProposer
+
+    class KeptClassical(TruthProposer):
+        source_id = ClassicalProposer.source_id  # what the picker's default proposer calls itself
+
+    made = []
+    monkeypatch.setattr(_propose, "make_proposer", lambda *a, **k: made.append(1) or KeptClassical(case.truth))
+    widget = ReviewWidget(make_napari_viewer())
+    widget.open_study(study[0], "erin", store_dir=study[1], propose=True)
+    qtbot.waitUntil(lambda: widget.proposal_run is None, timeout=20000)
+    assert made == [1] and widget.close_session()
+    again = ReviewWidget(make_napari_viewer())
+    again.open_study(study[0], "erin", store_dir=study[1], propose=True)
+    assert made == [1] and again.proposal_run is None
+    assert "restored" in again.status_label.text()
+    assert np.array_equal(np.asarray(again.overlay_layer.data) > 0, case.truth > 0)
+    again.close_session()
