@@ -19,7 +19,7 @@ import numpy as np
 from ..model import CheckpointMeta, build_model, save_checkpoint
 from ..preprocessing import LUNG_WINDOW_HU
 from .data import LabelledSlice, SliceDataset, patient_id, study_volumes
-from .evaluate import choose_threshold, evaluate, predict_dataset
+from .evaluate import calibrated_threshold, evaluate
 from .trainer import TrainConfig, TrainResult, fit, seed_everything
 
 FRACTION_RANGE = (0.05, 0.45)
@@ -123,10 +123,9 @@ def bootstrap(studies, out, *, cases: int = 6, encoder: str = "resnet34", config
     model = build_model(encoder)
     result = fit(model, train_set, val_set if len(val_set) else None, config, progress, should_cancel)
     threshold, choice = config.threshold, None
-    if calibrate_threshold and len(val_set) and result.best_state is not None:
-        choice = choose_threshold(*predict_dataset(model, val_set, config.device, input_size=size))
-        threshold = choice["threshold"]
-        if log:
+    if calibrate_threshold and result.best_state is not None:
+        threshold, choice = calibrated_threshold(model, val_set, config.device, size, config.threshold)
+        if log and choice:
             log(f"threshold {threshold:.2f} chosen on the validation cases (Dice {choice['dice']:.3f}; "
                 f"{choice['dice_at_0.5']:.3f} at 0.50)")
     metrics = evaluate(model, hold_set, config.device, threshold, input_size=size) if len(hold_set) else None

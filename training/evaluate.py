@@ -83,3 +83,16 @@ def choose_threshold(probabilities: np.ndarray, truths: np.ndarray, grid=THRESHO
     scores = [(float(overlap.dice(truths, probabilities >= t)), -abs(t - 0.5), t) for t in grid]
     best_dice, _, best = max(scores)
     return {"threshold": float(best), "dice": best_dice, "dice_at_0.5": at_half, "grid": grid}
+
+
+def calibrated_threshold(model, dataset: Dataset, device: str, input_size: int | None,
+                         fallback: float) -> tuple[float, dict | None]:
+    """``(threshold, choice)``: the best-Dice threshold on ``dataset``, or ``fallback`` (and None)
+    when the dataset is empty or holds no pneumothorax to calibrate on."""
+    if dataset is None or len(dataset) == 0:
+        return float(fallback), None
+    probabilities, truths = predict_dataset(model, dataset, device, input_size=input_size)
+    if not np.any(truths):
+        return float(fallback), None
+    choice = choose_threshold(probabilities, truths)
+    return choice["threshold"], choice

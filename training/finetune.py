@@ -19,7 +19,7 @@ from ..model import CheckpointMeta, build_model, load_checkpoint
 from ..preprocessing import LUNG_WINDOW_HU
 from .data import LabelledSlice, SliceDataset, manifest_hash
 from .distributed import is_main_process
-from .evaluate import evaluate
+from .evaluate import calibrated_threshold, evaluate
 from .registry import ModelRegistry, Registration
 from .reporting import loss_curve_path, save_loss_curve
 from .split import freeze_split
@@ -91,14 +91,16 @@ def finetune(slices: list[LabelledSlice], registry_dir, config: TrainConfig | No
     outcome = FinetuneOutcome(None, result, None, old_metrics, active["version"] if active else None, counts)
     if result.best_state is None:
         return outcome
-    outcome.new_metrics = evaluate(model, hold_set, config.device, config.threshold, input_size=size)
+    # the operating point: chosen on the validation slices, else the starting model's own
+    threshold, choice = calibrated_threshold(model, val_set, config.device, size, meta.threshold)
+    outcome.new_metrics = evaluate(model, hold_set, config.device, threshold, input_size=size)
     if not is_main_process():
         return outcome
-    meta.input_size, meta.threshold = size, config.threshold
+    meta.input_size, meta.threshold = size, threshold
     meta.provenance = {"kind": "finetune", "init": str(init) if init is not None else None,
                        "config": config.to_json(), "best_epoch": result.best_epoch, "history": result.history,
                        "split_counts": counts, "cancelled": result.cancelled, "stopped_early": result.stopped_early,
-                       "world_size": result.world_size,
+                       "world_size": result.world_size, "threshold_choice": choice,
                        "annotators": sorted({s.annotator for s in slices if s.annotator}),
                        "series": sorted({s.series_key for s in slices})}
     meta.metrics, meta.name, meta.created = {}, "", CheckpointMeta().created

@@ -7,7 +7,7 @@ import numpy as np
 from ptx_annotator.cli import main
 from ptx_annotator.model import load_checkpoint
 from ptx_annotator.phantom import make_chest_phantom, save_phantom
-from ptx_annotator.training.evaluate import THRESHOLD_GRID, choose_threshold
+from ptx_annotator.training.evaluate import THRESHOLD_GRID, calibrated_threshold, choose_threshold
 
 
 def test_choose_threshold_finds_the_operating_point():
@@ -19,6 +19,23 @@ def test_choose_threshold_finds_the_operating_point():
     assert choice["dice_at_0.5"] < 0.8 and choice["grid"] == sorted(set(THRESHOLD_GRID))
     nothing = choose_threshold(probabilities, np.zeros_like(truths))
     assert nothing["threshold"] == 0.5  # no positive pixel: nothing to calibrate on
+
+
+def test_calibration_falls_back_to_the_starting_threshold_without_positives():
+    import torch
+
+    from ptx_annotator.model import build_model
+
+    class Negatives(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return torch.rand(1, 64, 64), torch.zeros(1, 64, 64)
+
+    model = build_model("resnet34").eval()
+    assert calibrated_threshold(model, Negatives(), "cpu", 64, fallback=0.8) == (0.8, None)
+    assert calibrated_threshold(model, None, "cpu", 64, fallback=0.7) == (0.7, None)
 
 
 def test_bootstrap_cli_writes_a_checkpoint_with_its_provenance(tmp_path, capsys):

@@ -33,6 +33,9 @@ def test_images_and_masks_train_into_the_registry(two_runs, capsys):
     assert meta.encoder == "resnet34" and meta.input_size == 64
     assert set(meta.metrics) >= {"dice", "iou", "precision", "recall", "accuracy", "auc"}
     assert meta.provenance["version"] == "v0001" and meta.provenance["data_manifest"]
+    choice = meta.provenance["threshold_choice"]  # the validation patient has pneumothorax slices
+    assert choice is not None and meta.threshold == choice["threshold"]
+    assert choice["dice"] >= choice["dice_at_0.5"]
     assert (folder / "first-loss.png").stat().st_size > 1000
     assert (registry / "v0001-loss.png").is_file() and (registry / "v0002.safetensors").is_file()
     payload = json.loads((registry / "registry.json").read_text())
