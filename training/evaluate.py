@@ -16,7 +16,7 @@ from .distributed import unwrap
 
 MAX_AUC_PIXELS = 4_000_000
 #: Thresholds tried when the operating point is chosen on validation data.
-THRESHOLD_GRID = tuple(round(0.05 * k, 2) for k in range(6, 19))  # 0.30 .. 0.90
+THRESHOLD_GRID = tuple(round(0.05 * k, 2) for k in range(6, 20))  # 0.30 .. 0.95
 
 
 @torch.no_grad()
