@@ -193,6 +193,7 @@ class ReviewSession:
         """Record the proposal in the annotation (which proposer, with what settings, complete or not)."""
         if self.proposal_source is None:
             return
+        self.annotation.proposals.pop(self.proposal_source, None)  # the newest run goes last
         self.annotation.proposals[self.proposal_source] = {
             "source": self.proposal_source, "created": utc_now(), "params": self.proposal_params,
             "completed": bool(completed), "slices": len(self.proposed_slices), "threshold": self.threshold,
@@ -204,7 +205,8 @@ class ReviewSession:
         """Show a kept proposal again (as the overlay only: the annotator's mask already holds its part)."""
         self.proposal_mask[:] = np.asarray(mask, dtype=np.uint8) > 0
         self.proposal_probabilities = None
-        record = next(reversed(self.annotation.proposals.values()), None) if self.annotation.proposals else None
+        records = [r for r in self.annotation.proposals.values() if isinstance(r, dict)]
+        record = records[-1] if records else None  # the newest run comes last
         self.proposal_source = (record or {}).get("source") or "kept proposal"
         self.proposal_params = dict((record or {}).get("params") or {})
         self.proposed_slices = set(range(self.n_slices))

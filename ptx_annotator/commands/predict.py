@@ -119,6 +119,7 @@ def _write_store(args, volume, proposal) -> None:
             annotation.mask[index] = proposal.mask[index]
             annotation.review.mark(index, PROPOSED, by=proposal.source, source=proposal.source)
             proposed += 1
+        annotation.proposals.pop(proposal.source, None)  # the newest run goes last
         annotation.proposals[proposal.source] = proposal.record()
         store.save_proposal(volume.key, annotation.annotator, proposal.mask, volume.affine)
         version = store.save(annotation)

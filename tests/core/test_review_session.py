@@ -241,7 +241,13 @@ def test_the_proposal_is_kept_with_the_mask_and_shown_again_on_reopening(case, s
     assert again.states() == session.states()
     again.copy_proposal(2)  # a restored proposal works like a fresh one
     assert np.array_equal(again.annotation.mask[2], case.truth[2] > 0)
-    again.close()
+    for source in ("other-test", "truth-test"):  # a source proposing again is the newest one
+        again.begin_proposal(source, {"kind": source})
+        again.finish_proposal(True)
+    assert again.save() and again.close()
+    third = ReviewSession.open(case.volume, store, "alice")
+    assert third.proposal_source == "truth-test" and third.proposal_params == {"kind": "truth-test"}
+    third.close()
 
 
 def test_a_damaged_or_foreign_kept_proposal_is_ignored(case, store):
