@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ptx_annotator.commands import open as open_command
+from ptx_annotator.plugins.napari import _launch
 from ptx_annotator.phantom import make_chest_phantom, save_phantom
 from ptx_annotator.proposal import SliceResult, slice_order
 
@@ -38,7 +38,7 @@ def overlay_pixels(rgb: np.ndarray) -> int:
 
 
 def render(path, out, **kwargs):
-    open_command.render_screenshot(path, out, annotator="viewer", size=(1200, 800), **kwargs)
+    _launch.render_screenshot(path, out, annotator="viewer", size=(1200, 800), **kwargs)
     return np.asarray(Image.open(out).convert("RGB"))
 
 
