@@ -30,11 +30,10 @@ TEST_CT = SHARED / "nrrd_lung1" / "lung1_image.nrrd"
 TEST_CASES = (("right", 0.10, 101), ("left", 0.20, 102), ("right", 0.30, 103), ("left", 0.40, 104))
 
 
-def propose(checkpoint, volume) -> tuple[np.ndarray, np.ndarray]:
-    """``(mask, probabilities)`` on the CT grid, as ``ptx-annotate predict`` makes them (fp32)."""
-    from ptx_annotator.proposal import get_proposer, propose_volume
+def propose(proposer, volume) -> tuple[np.ndarray, np.ndarray]:
+    """``(mask, probabilities)`` on the CT grid, as ``ptx-annotate predict`` makes them."""
+    from ptx_annotator.proposal import propose_volume
 
-    proposer = get_proposer(checkpoint=checkpoint, device="cpu", precision="fp32")
     proposal = propose_volume(proposer, volume)
     return proposer.postprocess_volume(proposal.mask, volume.spacing).astype(bool), proposal.probabilities
 
@@ -61,7 +60,6 @@ def main(argv=None) -> int:
     from ptx_annotator.cli import main as cli
     from ptx_annotator.io import load_volume
     from ptx_annotator.metrics import dice
-    from ptx_annotator.model import load_checkpoint
     from ptx_annotator.synth import simulate_pneumothorax
 
     figures = {"size": args.size, "encoder": args.encoder, "threads": args.threads, "cpu_count": os.cpu_count(),
@@ -79,7 +77,10 @@ def main(argv=None) -> int:
         print(f"bootstrap: {figures['bootstrap_seconds']:.0f} s wall ({figures['bootstrap_seconds'] / 60:.1f} min), rc {rc}")
         if rc != 0 or not Path(checkpoint).is_file():
             return 1
-    _, meta = load_checkpoint(checkpoint, "cpu")
+    from ptx_annotator.proposal import get_proposer
+
+    proposer = get_proposer(checkpoint=checkpoint, device="cpu", precision="fp32")
+    meta = proposer.meta
     figures["training_holdout"] = meta.metrics
     figures["epochs"] = meta.provenance.get("epochs")
     test = load_volume(TEST_CT)
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     for side, fraction, seed in TEST_CASES:
         case = simulate_pneumothorax(test, side=side, fraction=fraction, seed=seed, anatomy=anatomy)
-        predicted, probability = propose(checkpoint, case.volume)
+        predicted, probability = propose(proposer, case.volume)
         value, bare = dice(case.mask, predicted), dice(case.mask, probability >= meta.threshold)
         per_case.append({"side": side, "fraction": round(case.fraction_achieved, 3), "volume_ml": round(case.volume_ml, 1),
                          "dice": round(float(value), 4), "dice_bare_threshold": round(float(bare), 4)})
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     figures["test_mean_dice"] = round(float(np.mean([c["dice"] for c in per_case])), 4)
     figures["test_mean_dice_bare_threshold"] = round(float(np.mean([c["dice_bare_threshold"] for c in per_case])), 4)
     figures["test_pooled_dice"] = round(float(dice(np.concatenate(pooled_truth), np.concatenate(pooled_pred))), 4)
-    untouched, _ = propose(checkpoint, test)
+    untouched, _ = propose(proposer, test)
     figures["untouched_false_positive_ml"] = round(float(untouched.sum() * test.voxel_volume_ml), 1)
     figures["test_seconds"] = round(time.monotonic() - started, 1)
     print(f"different real CT (lung1 NRRD, {len(per_case)} simulated cases): mean Dice {figures['test_mean_dice']:.3f}, "

@@ -145,7 +145,8 @@ class ModelProposer:
     def from_checkpoint(cls, path, device: str | None = None, precision: str | None = None,
                         threshold: float | None = None, min_component_mm2: float | None = None,
                         min_component_mm3: float | None = None, fill_holes: bool | None = None,
-                        drop_outside_air: bool | None = None, batch_size: int | None = None, fuse_batchnorm: bool = True) -> "ModelProposer":
+                        drop_outside_air: bool | None = None, batch_size: int | None = None,
+                        fuse_batchnorm: bool = True) -> "ModelProposer":
         """Load a ``.safetensors`` checkpoint (see :func:`ptx_annotator.model.load_checkpoint`)."""
         from .model import load_checkpoint
 

@@ -104,8 +104,9 @@ class ProposalMixin:
             return kept == ClassicalProposer.source_id
         from ptx_annotator.inference import file_sha256
 
+        recorded = (self.session.proposal_params.get("checkpoint") or {}).get("sha256")
         try:
-            return kept.startswith("checkpoint:") and kept.endswith("@" + file_sha256(checkpoint)[:8])
+            return bool(recorded) and recorded == file_sha256(checkpoint)
         except OSError:
             return False
 

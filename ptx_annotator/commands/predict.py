@@ -48,13 +48,13 @@ def run(args) -> int:
 
     if args.threshold is not None and args.checkpoint is None:
         raise PtxError("--threshold applies to a model checkpoint; give --checkpoint CKPT or leave it out.")
+    if args.keep_outside_air and args.checkpoint is None:
+        raise PtxError("--keep-outside-air applies to a model checkpoint; give --checkpoint CKPT or leave it out.")
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise PtxError(f"--threshold must lie between 0 and 1 (got {args.threshold}).")
     if args.out and not args.out.lower().endswith((".nii", ".nii.gz")):
         raise PtxError(f"--out '{args.out}' must end in .nii.gz or .nii (a NIfTI mask with the CT's affine).")
     volume = load_volume(args.path, series_uid=args.series)
-    if args.keep_outside_air and args.checkpoint is None:
-        raise PtxError("--keep-outside-air applies to a model checkpoint; give --checkpoint CKPT or leave it out.")
     options = {} if args.threshold is None else {"threshold": args.threshold}
     if args.keep_outside_air:
         options["drop_outside_air"] = False
