@@ -32,7 +32,7 @@ TEST_CASES = (("right", 0.10, 101), ("left", 0.20, 102), ("right", 0.30, 103), (
 
 def propose(proposer, volume) -> tuple[np.ndarray, np.ndarray]:
     """``(mask, probabilities)`` on the CT grid, as ``ptx-annotate predict`` makes them."""
-    from ptx_annotator.proposal import propose_volume
+    from ptx_annotator.proposers.contract import propose_volume
 
     proposal = propose_volume(proposer, volume)
     return proposer.postprocess_volume(proposal.mask, volume.spacing).astype(bool), proposal.probabilities
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     from ptx_annotator.cli import main as cli
     from ptx_annotator.io import load_volume
     from ptx_annotator.metrics import dice
-    from ptx_annotator.synth import simulate_pneumothorax
+    from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
 
     figures = {"size": args.size, "encoder": args.encoder, "threads": args.threads, "cpu_count": os.cpu_count(),
                "gpu": torch.cuda.is_available()}
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         print(f"bootstrap: {figures['bootstrap_seconds']:.0f} s wall ({figures['bootstrap_seconds'] / 60:.1f} min), rc {rc}")
         if rc != 0 or not Path(checkpoint).is_file():
             return 1
-    from ptx_annotator.proposal import get_proposer
+    from ptx_annotator.proposers import get_proposer
 
     proposer = get_proposer(checkpoint=checkpoint, device="cpu", precision="fp32")
     meta = proposer.meta

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ptx_annotator.classical import ClassicalProposer
+from ptx_annotator.proposers.classical import ClassicalProposer
 from ptx_annotator.io import load_volume
-from ptx_annotator.proposal import propose_volume
-from ptx_annotator.synth import simulate_pneumothorax
+from ptx_annotator.proposers.contract import propose_volume
+from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct"
 CTS = {"tcia": DATA / "tcia_lung_pet_ct_dx_A0001", "nrrd_lung1": DATA / "nrrd_lung1" / "lung1_image.nrrd"}

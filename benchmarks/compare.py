@@ -1,6 +1,6 @@
 """Benchmark: full comparison of two 64x512x512 masks (overlap, HD95, ASSD, volumes, per slice, consensus).
 
-Reader A is a simulated right pneumothorax on the real TCIA chest CT (``ptx_annotator.synth``;
+Reader A is a simulated right pneumothorax on the real TCIA chest CT (``ptx_annotator.synthetic.pneumothorax``;
 without the shared data, a synthetic crescent on the same grid); reader B is A eroded by two
 pixels in-plane and shifted by (0, 4, -3) voxels. The ratios compare, in the same run, with naive
 references for the distance part: scipy's 3D ``distance_transform_edt`` over the full grid (no
@@ -29,7 +29,7 @@ def reader_masks():
     """(A, B, spacing, description)."""
     if TCIA_CT.exists():
         from ptx_annotator.io import load_series
-        from ptx_annotator.synth import simulate_pneumothorax
+        from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
 
         volume = load_series(TCIA_CT)
         a = simulate_pneumothorax(volume, side="right", fraction=0.2, seed=3).mask.astype(bool)

@@ -9,7 +9,7 @@ Both paths run the same seeded ResNet-50 U-Net at 512x512 over the same ``--slic
 slices from the middle of the real TCIA series (default 16; ``--slices 0`` = all):
 
 * eager: ``model(x)`` per slice, fp32, contiguous NCHW, batch 1, ``torch.inference_mode``;
-* engine: :class:`ptx_annotator.inference.ModelProposer` with automatic device and precision
+* engine: :class:`ptx_annotator.proposers.inference.ModelProposer` with automatic device and precision
   (or the ones given), priority slice first, per-slice post-processing included in its time.
 
 By default the weights are random (nothing is downloaded) but made deterministic and meaningful: ``torch``
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from ptx_annotator.inference import ModelProposer, cpu_supports_bf16
+    from ptx_annotator.proposers.inference import ModelProposer, cpu_supports_bf16
     from ptx_annotator.io import load_series
     from ptx_annotator.model import CheckpointMeta
     from ptx_annotator.volume import Volume

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .volume import Volume
+from ptx_annotator.volume import Volume
 
 #: Voxels below this HU count as air-filled (lung parenchyma, airways, pleural or outside air).
 AIR_HU = -400

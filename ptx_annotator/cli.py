@@ -13,8 +13,8 @@ import os
 import pkgutil
 import sys
 
-from . import commands
-from .errors import PtxError
+from ptx_annotator import commands
+from ptx_annotator.errors import PtxError
 
 PROG = "ptx-annotate"
 

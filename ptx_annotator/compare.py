@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics
-from .errors import GeometryMismatchError, PtxError
-from .volume import check_same_geometry
+from ptx_annotator import metrics
+from ptx_annotator.errors import GeometryMismatchError, PtxError
+from ptx_annotator.volume import check_same_geometry
 
 #: Values of the disagreement map (a napari Labels layer).
 AGREE_BACKGROUND, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
@@ -256,8 +256,8 @@ _PAIR_KEYS = ("dice", "iou", "precision", "recall", "specificity", "hd95_mm", "a
 # -- loading readers' masks --------------------------------------------------------------------
 def load_annotator_masks(study, annotators, store_dir=None, series_uid=None):
     """The CT volume and ``{annotator: mask}`` from the annotation store of a study."""
-    from .io import load_volume
-    from .store import AnnotationStore
+    from ptx_annotator.io import load_volume
+    from ptx_annotator.review.store import AnnotationStore
 
     volume = load_volume(study, series_uid)
     store = AnnotationStore.for_study(study, store_dir)
@@ -278,7 +278,7 @@ def load_annotator_masks(study, annotators, store_dir=None, series_uid=None):
 
 def load_mask_files(paths):
     """``({reader: mask}, {reader: affine})`` from NIfTI mask files; readers named by file stem."""
-    from .io import load_mask_nifti
+    from ptx_annotator.io import load_mask_nifti
 
     masks, affines = {}, {}
     for path in paths:

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import GeometryMismatchError, PtxError
-from .review import ACCEPTED, EDITED, PROPOSED, REVIEWED_STATES, UNREVIEWED, SliceReview, utc_now
-from .store import Annotation, AnnotationStore, safe_annotator_name
-from .volume import Volume, check_same_geometry
+from ptx_annotator.atomic import atomic_path
+from ptx_annotator.errors import GeometryMismatchError, PtxError
+from ptx_annotator.review.states import ACCEPTED, EDITED, PROPOSED, REVIEWED_STATES, UNREVIEWED, SliceReview, utc_now
+from ptx_annotator.review.store import Annotation, AnnotationStore, safe_annotator_name
+from ptx_annotator.volume import Volume, check_same_geometry
 
 FORMATS = ("seg", "nifti")
 SUFFIXES = {"seg": ".dcm", "nifti": ".nii.gz"}
@@ -49,7 +49,7 @@ class MaskProvenance:
 
     def algorithm_info(self):
         """The :class:`~ptx_annotator.io.seg.AlgorithmInfo` for the SEG, or None when manual."""
-        from .io.seg import AlgorithmInfo
+        from ptx_annotator.io.seg import AlgorithmInfo
 
         if self.algorithm_type == "MANUAL" or not self.main_source:
             return None
@@ -132,14 +132,14 @@ def export_annotation(volume: Volume, annotation: Annotation, fmt: str, out) -> 
     if target.is_dir() or out_text.endswith(os.sep):
         target = target / default_export_name(volume, annotation.annotator, fmt)
     if fmt == "nifti":
-        from .io import save_mask_nifti
+        from ptx_annotator.io import save_mask_nifti
 
         if not target.name.lower().endswith((".nii", ".nii.gz")):
             raise PtxError(f"A NIfTI export needs a '.nii.gz' (or '.nii') file name, not '{target.name}'.")
         with atomic_path(target, suffix=".nii.gz" if target.name.lower().endswith(".gz") else ".nii") as tmp:
             save_mask_nifti(annotation.mask, volume.affine, tmp)
         return target
-    from .io.seg import write_seg
+    from ptx_annotator.io.seg import write_seg
 
     provenance = mask_provenance(annotation)
     described = f"{provenance.algorithm_type.lower()}"
@@ -182,7 +182,7 @@ def read_mask_file(path, volume: Volume, segment: int | None = None) -> Imported
     if not path.is_file():
         raise PtxError(f"'{path}' is not a file: give a NIfTI (.nii.gz) or NRRD mask, or a DICOM SEG file.")
     if is_nifti_path(path) or is_nrrd_path(path):
-        from .io import load_nrrd, load_mask_nifti
+        from ptx_annotator.io import load_nrrd, load_mask_nifti
 
         if is_nifti_path(path):
             data, affine, fmt = *load_mask_nifti(path), "nifti"
@@ -192,7 +192,7 @@ def read_mask_file(path, volume: Volume, segment: int | None = None) -> Imported
         labels = sorted(int(v) for v in np.unique(data) if v)
         mask = place_on_grid(data > 0, affine, volume, f"the mask '{path.name}'")
         return ImportedMask(mask.astype(np.uint8), fmt, {"labels": labels})
-    from .io.seg import read_seg
+    from ptx_annotator.io.seg import read_seg
 
     contents = read_seg(path, volume, segment=segment)
     return ImportedMask(contents.mask, "seg", {

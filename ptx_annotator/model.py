@@ -10,10 +10,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_path
-from .errors import CheckpointError
-from .preprocessing import LUNG_WINDOW_HU
-from .review import utc_now
+from ptx_annotator.atomic import atomic_path
+from ptx_annotator.errors import CheckpointError
+from ptx_annotator.preprocessing import LUNG_WINDOW_HU
+from ptx_annotator.review.states import utc_now
 
 METADATA_KEY = "ptx_annotator"
 FORMAT_VERSION = 1

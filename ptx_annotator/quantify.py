@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import GeometryMismatchError
-from .volume import Volume
+from ptx_annotator.errors import GeometryMismatchError
+from ptx_annotator.volume import Volume
 
 BTS_LARGE_RIM_MM = 20.0
 #: Margin (mm) around a side's pneumothorax within which the nearest chest wall is searched first.
@@ -104,7 +104,7 @@ def quantify(mask: np.ndarray, volume: Volume, anatomy=None) -> Quantification:
     if mask.shape != volume.shape:
         raise GeometryMismatchError(f"The mask has shape {mask.shape} but the CT has {volume.shape}.")
     if anatomy is None:
-        from .anatomy import segment_thorax
+        from ptx_annotator.anatomy import segment_thorax
 
         anatomy = segment_thorax(volume)
     voxel_ml = voxel_volume_ml(volume.affine)

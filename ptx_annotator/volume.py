@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GeometryMismatchError
+from ptx_annotator.errors import GeometryMismatchError
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """A first model with no annotations: train on pneumothoraces simulated in the user's own CTs.
 
 For each CT, :func:`simulated_cases` inserts ``cases`` pneumothoraces of varied side, size and
-shape (:func:`ptx_annotator.synth.simulate_pneumothorax`, each with its exact mask). The slices
+shape (:func:`ptx_annotator.synthetic.pneumothorax.simulate_pneumothorax`, each with its exact mask). The slices
 the air touches, plus a share of slices without any, become training data; one case in five (at
 least one) is held out for validation and early stopping, and one more for the hold-out table
 stored in the checkpoint. The result is an ordinary checkpoint for ``predict`` and fine-tuning.
@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..model import CheckpointMeta, build_model, save_checkpoint
-from ..preprocessing import LUNG_WINDOW_HU
+from ptx_annotator.model import CheckpointMeta, build_model, save_checkpoint
+from ptx_annotator.preprocessing import LUNG_WINDOW_HU
 from .data import LabelledSlice, SliceDataset, patient_id, study_volumes
 from .evaluate import calibrated_threshold, evaluate
 from .trainer import TrainConfig, TrainResult, fit, seed_everything
@@ -49,8 +49,8 @@ class BootstrapOutcome:
 def simulated_cases(volume, cases: int, seed: int = 0, patient: str | None = None,
                     should_cancel: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None) -> list:
     """``cases`` simulated pneumothoraces in ``volume`` (alternating sides, varied size and shape)."""
-    from ..anatomy import segment_thorax
-    from ..synth import simulate_pneumothorax
+    from ptx_annotator.anatomy import segment_thorax
+    from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
 
     rng = np.random.default_rng(seed)
     anatomy = segment_thorax(volume)

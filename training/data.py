@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..errors import GeometryMismatchError, PtxError, StudyError
-from ..preprocessing import LUNG_WINDOW_HU, hu_to_unit
-from ..review import REVIEWED_STATES
-from ..volume import Volume
+from ptx_annotator.errors import GeometryMismatchError, PtxError, StudyError
+from ptx_annotator.preprocessing import LUNG_WINDOW_HU, hu_to_unit
+from ptx_annotator.review.states import REVIEWED_STATES
+from ptx_annotator.volume import Volume
 
 
 @dataclass
@@ -120,8 +120,8 @@ def file_stem(path) -> str:
 
 def study_volumes(study) -> list[Volume]:
     """Every CT series of a study folder (or the one volume of a file)."""
-    from ..io import load_volume, read_series_files, scan_study
-    from ..io.volume_files import is_volume_file
+    from ptx_annotator.io import load_volume, read_series_files, scan_study
+    from ptx_annotator.io.volume_files import is_volume_file
 
     path = os.fspath(study)
     if os.path.isfile(path) and (is_volume_file(path) or path.lower().endswith((".nii", ".nii.gz", ".nrrd", ".nhdr"))):
@@ -145,7 +145,7 @@ def reviewed_slices(studies, annotators=None, store_dir=None, states=REVIEWED_ST
     ``volumes`` may map a study path to already loaded volumes (the napari widget passes the
     one on screen, so nothing is read twice).
     """
-    from ..store import AnnotationStore
+    from ptx_annotator.review.store import AnnotationStore
 
     found: list[LabelledSlice] = []
     for study in studies:
@@ -174,7 +174,7 @@ def reviewed_slices_of_volume(volume: Volume, store, annotators=None, states=REV
 
 def volume_pair_slices(images, masks) -> list[LabelledSlice]:
     """Every slice of each (CT, mask) pair; mask and CT must share the voxel grid."""
-    from ..io import load_volume
+    from ptx_annotator.io import load_volume
 
     images, masks = list(images), list(masks)
     if len(images) != len(masks):
@@ -194,13 +194,13 @@ def volume_pair_slices(images, masks) -> list[LabelledSlice]:
 
 
 def _load_mask(path) -> np.ndarray:
-    from ..io import load_volume
+    from ptx_annotator.io import load_volume
 
     path = Path(path)
     if not path.is_file():
         raise PtxError(f"Mask file '{path}' does not exist.")
     if path.name.lower().endswith((".nii", ".nii.gz")):
-        from ..io import load_mask_nifti
+        from ptx_annotator.io import load_mask_nifti
 
         return np.asarray(load_mask_nifti(path)[0]) > 0
     return np.asarray(load_volume(path, allow_non_ct=True).hu) > 0

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import PtxError
-from ..model import CheckpointMeta, build_model, load_checkpoint
-from ..preprocessing import LUNG_WINDOW_HU
+from ptx_annotator.errors import PtxError
+from ptx_annotator.model import CheckpointMeta, build_model, load_checkpoint
+from ptx_annotator.preprocessing import LUNG_WINDOW_HU
 from .data import LabelledSlice, SliceDataset, manifest_hash
 from .distributed import is_main_process
 from .evaluate import calibrated_threshold, evaluate

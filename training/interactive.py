@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..errors import AnnotationLockedError, PtxError
-from ..review import PROPOSED, UNREVIEWED
-from ..store import AnnotationStore
+from ptx_annotator.errors import AnnotationLockedError, PtxError
+from ptx_annotator.review.states import PROPOSED, UNREVIEWED
+from ptx_annotator.review.store import AnnotationStore
 from .data import reviewed_slices_of_volume
 from .finetune import FinetuneOutcome, finetune
 from .trainer import TrainConfig
@@ -56,7 +56,7 @@ def needs_reproposal(states: list[str]) -> list[int]:
 def reproposal_results(volume, checkpoint, first_slice: int | None = None,
                        should_cancel: Callable[[], bool] | None = None, device: str | None = None):
     """(source_id, params, generator of SliceResult) of the model in ``checkpoint`` over ``volume``."""
-    from ..proposal import get_proposer
+    from ptx_annotator.proposers import get_proposer
 
     proposer = get_proposer(checkpoint=checkpoint, device=device)
     return proposer.source_id, proposer.describe(), proposer.iter_slices(volume, first_slice, should_cancel)
@@ -77,7 +77,7 @@ def repropose_store(volume, store_root, source: str, params: dict, results: list
     Returns ``{annotator: number of slices changed}``; an annotator whose mask another session
     holds is reported as a string saying so (nothing of theirs is changed).
     """
-    from ..review_session import ReviewSession
+    from ptx_annotator.review.session import ReviewSession
 
     store = AnnotationStore(store_root)
     report: dict = {}

@@ -21,10 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import write_json_atomic
-from ..errors import PtxError
-from ..model import CheckpointMeta, save_checkpoint
-from ..review import utc_now
+from ptx_annotator.atomic import write_json_atomic
+from ptx_annotator.errors import PtxError
+from ptx_annotator.model import CheckpointMeta, save_checkpoint
+from ptx_annotator.review.states import utc_now
 from .split import FrozenSplit
 
 REGISTRY_FILE = "registry.json"

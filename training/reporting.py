@@ -56,7 +56,7 @@ def save_loss_curve(history: list[dict], path, title: str = "") -> Path | None:
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    from ..atomic import atomic_path
+    from ptx_annotator.atomic import atomic_path
 
     epochs = [row["epoch"] for row in history]
     figure = Figure(figsize=(6, 3.6), dpi=100)

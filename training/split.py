@@ -21,8 +21,8 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
-from ..errors import PtxError
-from ..review import utc_now
+from ptx_annotator.errors import PtxError
+from ptx_annotator.review.states import utc_now
 from .data import LabelledSlice
 
 SUBSETS = ("train", "validation", "holdout")

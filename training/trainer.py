@@ -81,7 +81,7 @@ class TrainConfig:
         if out.device is None:
             out.device = "cuda" if torch.cuda.is_available() else "cpu"
         if out.device.startswith("cuda") and not torch.cuda.is_available():
-            from ..errors import PtxError
+            from ptx_annotator.errors import PtxError
 
             raise PtxError("--device cuda was asked for but no CUDA GPU is visible to PyTorch; use --device cpu.")
         on_cuda = out.device.startswith("cuda")
@@ -170,7 +170,7 @@ def fit(model, train_dataset: Dataset, val_dataset: Dataset | None, config: Trai
     """Train ``model`` in place and return the best weights; see the module docstring."""
     config = (config or TrainConfig()).resolved()
     if len(train_dataset) == 0:
-        from ..errors import PtxError
+        from ptx_annotator.errors import PtxError
 
         raise PtxError("There is nothing to train on: the training set is empty.")
     seed_everything(config.seed)

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import PtxError
-from ..model import CheckpointMeta, build_model, save_checkpoint
-from ..xray.io import load_xray
-from ..xray.predict import MIN_AREA_AT_1024, TOP_THRESHOLD
-from ..xray.preprocess import XrayPreprocessing, prepare_xray, resize_mask
-from ..xray.rle import is_positive, mask_from_rows, read_rle_table
+from ptx_annotator.errors import PtxError
+from ptx_annotator.model import CheckpointMeta, build_model, save_checkpoint
+from ptx_annotator.xray.io import load_xray
+from ptx_annotator.xray.predict import MIN_AREA_AT_1024, TOP_THRESHOLD
+from ptx_annotator.xray.preprocess import XrayPreprocessing, prepare_xray, resize_mask
+from ptx_annotator.xray.rle import is_positive, mask_from_rows, read_rle_table
 from . import distributed
 from .trainer import TrainConfig, fit
 

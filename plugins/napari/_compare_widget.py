@@ -51,7 +51,7 @@ class ReaderSource:
         if self.kind == "layer":
             return np.asarray(self.layer.data)
         if self.kind == "store":
-            from ptx_annotator.store import AnnotationStore
+            from ptx_annotator.review.store import AnnotationStore
 
             annotation = AnnotationStore(self.store_root).load(self.series_key, self.name)
             if annotation is None:
@@ -82,7 +82,7 @@ def viewer_sources(viewer) -> list[ReaderSource]:
         if root is None or not key or (root, key) in seen:
             continue
         seen.add((root, key))
-        from ptx_annotator.store import AnnotationStore
+        from ptx_annotator.review.store import AnnotationStore
 
         spacing = tuple(float(s) for s in meta.get("ptx_spacing", layer.scale))
         for name in AnnotationStore(root).annotators(key):

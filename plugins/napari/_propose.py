@@ -19,7 +19,7 @@ CHECKPOINT_ENTRY = "model checkpoint…"
 
 def make_proposer(choice: str, checkpoint: str | None = None):
     """The proposer for a picker entry: 'classical', or a model checkpoint file."""
-    from ptx_annotator.proposal import get_proposer
+    from ptx_annotator.proposers import get_proposer
 
     try:
         if choice == CLASSICAL or not checkpoint:
@@ -33,7 +33,7 @@ def make_proposer(choice: str, checkpoint: str | None = None):
 class ProposalRun:
     """One proposer run over a volume in a napari thread worker, cancellable between slices.
 
-    Connect ``worker.yielded`` (a :class:`~ptx_annotator.proposal.SliceResult` per slice),
+    Connect ``worker.yielded`` (a :class:`~ptx_annotator.proposers.contract.SliceResult` per slice),
     ``worker.finished`` and ``worker.errored`` before calling :meth:`start`; those signals arrive
     on the GUI thread, where layers may be touched.
     """
@@ -99,10 +99,10 @@ class ProposalMixin:
             return False
         checkpoint = self.proposer_combo.currentData()
         if checkpoint is None:
-            from ptx_annotator.classical import ClassicalProposer
+            from ptx_annotator.proposers.classical import ClassicalProposer
 
             return kept == ClassicalProposer.source_id
-        from ptx_annotator.inference import file_sha256
+        from ptx_annotator.proposers.inference import file_sha256
 
         recorded = (self.session.proposal_params.get("checkpoint") or {}).get("sha256")
         try:

@@ -1,4 +1,4 @@
-"""The review dock widget: a thin Qt shell over :class:`ptx_annotator.review_session.ReviewSession`.
+"""The review dock widget: a thin Qt shell over :class:`ptx_annotator.review.session.ReviewSession`.
 
 Keys (viewer-wide and on the mask layer): A accept, N / P next / previous slice needing review,
 F flag, W lung / mediastinal window. Every action goes through :meth:`ReviewWidget._run_action`,
@@ -17,7 +17,7 @@ from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QApplication, QFileDialog, QWidget
 
 from ptx_annotator.errors import PtxError
-from ptx_annotator.review_session import ReviewSession
+from ptx_annotator.review.session import ReviewSession
 
 from ._layers import add_review_layers, set_window, volume_from_layer
 from ._propose import ProposalMixin
@@ -112,7 +112,7 @@ class ReviewWidget(ProposalMixin, QWidget):
     def switch_series(self, index: int, propose: bool = False) -> None:
         """Load series ``index`` of the open study (saving the one on screen first)."""
         from ptx_annotator.io import load_volume, read_series_files
-        from ptx_annotator.store import AnnotationStore
+        from ptx_annotator.review.store import AnnotationStore
 
         path, annotator = self._study["path"], self._study["annotator"]
         volume = read_series_files(self._series[index].files) if self._series else load_volume(path)
@@ -131,7 +131,7 @@ class ReviewWidget(ProposalMixin, QWidget):
 
     def review_selected_layer(self) -> None:
         """Review the selected CT layer (else the top one) opened with this plugin's reader or sample data."""
-        from ptx_annotator.store import AnnotationStore
+        from ptx_annotator.review.store import AnnotationStore
 
         active = self.viewer.layers.selection.active
         candidates = [active] + [layer for layer in reversed(self.viewer.layers) if layer is not active]

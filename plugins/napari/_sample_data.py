@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ptx_annotator.phantom import make_chest_phantom
+from ptx_annotator.synthetic.phantom import make_chest_phantom
 
 from ._layers import image_layer_data
 

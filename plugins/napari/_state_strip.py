@@ -6,7 +6,7 @@ from qtpy.QtCore import QRect, QSize, Qt, Signal
 from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from ptx_annotator.review import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED
+from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED
 
 STATE_COLORS = {
     UNREVIEWED: "#5c5c5c",

@@ -13,8 +13,8 @@ def add_store_arguments(parser) -> None:
 
 def open_study(study, args):
     """The CT volume of ``study`` and its annotation store, from ``--series`` and ``--store``."""
-    from ..io import load_volume
-    from ..store import AnnotationStore
+    from ptx_annotator.io import load_volume
+    from ptx_annotator.review.store import AnnotationStore
 
     volume = load_volume(study, getattr(args, "series", None))
     return volume, AnnotationStore.for_study(study, getattr(args, "store", None))

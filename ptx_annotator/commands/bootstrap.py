@@ -34,11 +34,11 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import torch
 
-    from ..errors import PtxError
-    from ..training.bootstrap import bootstrap
-    from ..training.distributed import is_main_process, teardown
-    from ..training.reporting import TqdmProgress, loss_curve_path, save_loss_curve
-    from ..training.trainer import TrainConfig
+    from ptx_annotator.errors import PtxError
+    from ptx_annotator.training.bootstrap import bootstrap
+    from ptx_annotator.training.distributed import is_main_process, teardown
+    from ptx_annotator.training.reporting import TqdmProgress, loss_curve_path, save_loss_curve
+    from ptx_annotator.training.trainer import TrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ._common import add_store_arguments
+from ptx_annotator.commands._common import add_store_arguments
 
 import json
 import sys
@@ -33,11 +33,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..compare import compare_masks, load_annotator_masks, load_mask_files
-    from ..compare_report import json_safe, write_comparison_outputs
-    from ..errors import PtxError
-    from ..io.volume_files import spacing_from_affine
-    from ..volume import check_same_geometry
+    from ptx_annotator.compare import compare_masks, load_annotator_masks, load_mask_files
+    from ptx_annotator.reports.comparison import json_safe, write_comparison_outputs
+    from ptx_annotator.errors import PtxError
+    from ptx_annotator.io.volume_files import spacing_from_affine
+    from ptx_annotator.volume import check_same_geometry
 
     readers = args.annotators or args.masks
     if len(readers) < 2:
@@ -53,7 +53,7 @@ def run(args) -> int:
         first = next(iter(masks))
         ct_hu = None
         if args.study:
-            from ..io import load_volume
+            from ptx_annotator.io import load_volume
 
             volume = load_volume(args.study, args.series)
             check_same_geometry(volume.shape, volume.affine, masks[first].shape, affines[first],

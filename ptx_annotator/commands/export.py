@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_store_arguments, open_study
+from ptx_annotator.commands._common import add_store_arguments, open_study
 
 
 def register(subparsers) -> None:
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..export import export_annotation, load_annotation, mask_provenance
+    from ptx_annotator.export import export_annotation, load_annotation, mask_provenance
 
     volume, store = open_study(args.study, args)
     annotation = load_annotation(volume, store, args.annotator)

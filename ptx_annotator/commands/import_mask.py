@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_store_arguments, open_study
+from ptx_annotator.commands._common import add_store_arguments, open_study
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..export import import_mask
+    from ptx_annotator.export import import_mask
 
     volume, store = open_study(args.study, args)
     try:

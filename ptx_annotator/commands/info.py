@@ -17,9 +17,9 @@ def register(subparsers) -> None:
 
 def describe_study(path) -> dict:
     """A JSON-able description of every series under ``path`` (loads each to get its HU range)."""
-    from ..errors import StudyError
-    from ..io import load_volume, read_series_files, scan_study
-    from ..io.volume_files import is_volume_file
+    from ptx_annotator.errors import StudyError
+    from ptx_annotator.io import load_volume, read_series_files, scan_study
+    from ptx_annotator.io.volume_files import is_volume_file
 
     if is_volume_file(path) or str(path).lower().endswith((".nii", ".nii.gz", ".nrrd", ".nhdr")):
         volumes, notes = [load_volume(path)], []

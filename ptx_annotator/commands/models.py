@@ -16,7 +16,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..training.registry import METRIC_KEYS, registry_for
+    from ptx_annotator.training.registry import METRIC_KEYS, registry_for
 
     registry = registry_for(args.path)
     if args.activate:

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..plugins.napari._launch import open_viewer, render_screenshot
+    from ptx_annotator.plugins.napari._launch import open_viewer, render_screenshot
 
     if args.screenshot:
         path = render_screenshot(args.study, args.screenshot, annotator=args.annotator or "viewer",

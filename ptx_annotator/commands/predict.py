@@ -8,7 +8,7 @@ their mask and state: a proposal never overwrites review work.
 
 from __future__ import annotations
 
-from ._common import add_store_arguments
+from ptx_annotator.commands._common import add_store_arguments
 
 import sys
 import time
@@ -42,9 +42,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..errors import PtxError
-    from ..io import load_volume
-    from ..proposal import get_proposer, propose_volume
+    from ptx_annotator.errors import PtxError
+    from ptx_annotator.io import load_volume
+    from ptx_annotator.proposers import get_proposer, propose_volume
 
     if args.threshold is not None and args.checkpoint is None:
         raise PtxError("--threshold applies to a model checkpoint; give --checkpoint CKPT or leave it out.")
@@ -96,16 +96,16 @@ def _progress_bar(total: int, source: str):
 
 
 def _write_nifti(mask, affine, out) -> None:
-    from ..atomic import atomic_path
-    from ..io import save_mask_nifti
+    from ptx_annotator.atomic import atomic_path
+    from ptx_annotator.io import save_mask_nifti
 
     with atomic_path(out, suffix=".nii.gz" if str(out).lower().endswith(".gz") else ".nii") as tmp:
         save_mask_nifti(mask, affine, tmp)
 
 
 def _write_store(args, volume, proposal) -> None:
-    from ..review import ACCEPTED, EDITED, FLAGGED, PROPOSED
-    from ..store import AnnotationStore
+    from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED
+    from ptx_annotator.review.store import AnnotationStore
 
     kept_states = (ACCEPTED, EDITED, FLAGGED)
     store = AnnotationStore.for_study(args.path, args.store)

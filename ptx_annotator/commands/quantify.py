@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_store_arguments
+from ptx_annotator.commands._common import add_store_arguments
 
 import json
 
@@ -23,11 +23,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..errors import PtxError
-    from ..export import load_annotation, read_mask_file
-    from ..io import load_volume
-    from ..quantify import quantify
-    from ..store import AnnotationStore
+    from ptx_annotator.errors import PtxError
+    from ptx_annotator.export import load_annotation, read_mask_file
+    from ptx_annotator.io import load_volume
+    from ptx_annotator.quantify import quantify
+    from ptx_annotator.review.store import AnnotationStore
 
     ct = args.ct or args.study
     if ct is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_store_arguments, open_study
+from ptx_annotator.commands._common import add_store_arguments, open_study
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..study_report import write_study_report
+    from ptx_annotator.reports.study import write_study_report
 
     volume, store = open_study(args.study, args)
     page = write_study_report(volume, store, args.out)

@@ -19,10 +19,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..errors import StudyError
-    from ..io import load_volume, save_mask_nifti
-    from ..synth import FRACTION_TOLERANCE, simulate_pneumothorax
-    from ..synth_dicom import write_ct_nifti, write_dicom_series
+    from ptx_annotator.errors import StudyError
+    from ptx_annotator.io import load_volume, save_mask_nifti
+    from ptx_annotator.synthetic.pneumothorax import FRACTION_TOLERANCE, simulate_pneumothorax
+    from ptx_annotator.io.ct_writer import write_ct_nifti, write_dicom_series
 
     if not 0 < args.fraction <= 0.9:
         raise StudyError(f"--fraction {args.fraction} is outside (0, 0.9]: give the share of the hemithorax, e.g. 0.2.")
@@ -35,7 +35,7 @@ def run(args) -> int:
     else:
         ct_out = str(write_ct_nifti(volume, result.volume.hu, os.path.join(args.out_dir, "ct.nii.gz")))
     mask_path = os.path.join(args.out_dir, "truth_mask.nii.gz")
-    from ..atomic import atomic_path
+    from ptx_annotator.atomic import atomic_path
 
     with atomic_path(mask_path, ".nii.gz") as tmp:
         save_mask_nifti(result.mask, volume.affine, tmp)

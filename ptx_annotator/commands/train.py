@@ -42,9 +42,9 @@ def register(subparsers) -> None:
 
 def collect_slices(args):
     """The labelled slices asked for on the command line, and the default registry folder."""
-    from ..errors import PtxError
-    from ..store import AnnotationStore
-    from ..training.data import reviewed_slices, volume_pair_slices
+    from ptx_annotator.errors import PtxError
+    from ptx_annotator.review.store import AnnotationStore
+    from ptx_annotator.training.data import reviewed_slices, volume_pair_slices
 
     if bool(args.images) != bool(args.masks):
         raise PtxError("--images and --masks go together: give one mask per image.")
@@ -67,11 +67,11 @@ def collect_slices(args):
 def run(args) -> int:
     import torch
 
-    from ..errors import PtxError
-    from ..training.distributed import is_main_process, teardown
-    from ..training.finetune import finetune
-    from ..training.reporting import TqdmProgress
-    from ..training.trainer import TrainConfig
+    from ptx_annotator.errors import PtxError
+    from ptx_annotator.training.distributed import is_main_process, teardown
+    from ptx_annotator.training.finetune import finetune
+    from ptx_annotator.training.reporting import TqdmProgress
+    from ptx_annotator.training.trainer import TrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)

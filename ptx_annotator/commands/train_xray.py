@@ -43,13 +43,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..errors import PtxError
+    from ptx_annotator.errors import PtxError
 
     if args.size not in (256, 512):
         raise PtxError(f"--size must be 256 or 512 (got {args.size}).")
     if args.epochs < 1:
         raise PtxError(f"--epochs must be at least 1 (got {args.epochs}).")
-    from ..training.xray import train_xray
+    from ptx_annotator.training.xray import train_xray
 
     workers = args.workers
     if workers is None:

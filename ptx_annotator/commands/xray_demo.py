@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 
 def parse_auth(text: str | None):
-    from ..errors import PtxError
+    from ptx_annotator.errors import PtxError
 
     if text is None:
         return None
@@ -34,12 +34,12 @@ def parse_auth(text: str | None):
 
 
 def run(args) -> int:
-    from ..errors import PtxError
+    from ptx_annotator.errors import PtxError
 
     auth = parse_auth(args.auth)
     if args.concurrency < 1:
         raise PtxError(f"--concurrency must be at least 1 (got {args.concurrency}).")
-    from ..plugins.gradio.app import build_demo, launch_demo
+    from ptx_annotator.plugins.gradio.app import build_demo, launch_demo
 
     demo = build_demo(args.checkpoint, device=args.device, concurrency_limit=args.concurrency)
     if args.checkpoint is None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from ..errors import StudyError
-from ..volume import Volume
-from .dicom_series import load_series, read_series_files
-from .discovery import SeriesFiles, StudyScan, scan_study
-from .volume_files import (
+from ptx_annotator.errors import StudyError
+from ptx_annotator.volume import Volume
+from ptx_annotator.io.dicom_series import load_series, read_series_files
+from ptx_annotator.io.discovery import SeriesFiles, StudyScan, scan_study
+from ptx_annotator.io.volume_files import (
     is_volume_file,
     load_mask_nifti,
     load_nifti,

@@ -12,9 +12,9 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut
 
-from ..errors import NotCTError, SeriesError, StudyError
-from ..volume import Volume
-from .discovery import SeriesFiles, StudyScan, group_series, iter_candidate_files, short_reason
+from ptx_annotator.errors import NotCTError, SeriesError, StudyError
+from ptx_annotator.volume import Volume
+from ptx_annotator.io.discovery import SeriesFiles, StudyScan, group_series, iter_candidate_files, short_reason
 
 #: Relative deviation of one slice step from the median step that counts as uneven.
 UNEVEN_TOLERANCE = 0.05

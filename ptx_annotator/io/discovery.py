@@ -9,7 +9,7 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from ..errors import StudyError
+from ptx_annotator.errors import StudyError
 
 #: Objects that share a study with the CT but carry no image to annotate.
 NON_IMAGE_MODALITIES = {"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "SR", "PR", "KO", "REG", "DOC"}

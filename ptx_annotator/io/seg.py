@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import GeometryMismatchError, PtxError, StudyError
-from ..volume import Volume
+from ptx_annotator.errors import GeometryMismatchError, PtxError, StudyError
+from ptx_annotator.volume import Volume
 
 #: SNOMED CT 36118008 |Pneumothorax|, the segmented property type.
 PNEUMOTHORAX_CODE = ("36118008", "SCT", "Pneumothorax")

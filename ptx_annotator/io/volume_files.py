@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import StudyError
-from ..volume import Volume
+from ptx_annotator.errors import StudyError
+from ptx_annotator.volume import Volume
 
 #: Flips between DICOM/ITK LPS and NIfTI RAS patient coordinates (its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -105,7 +105,7 @@ def _volume(data: np.ndarray, affine: np.ndarray, path) -> Volume:
 def save_mask_nifti(mask: np.ndarray, affine_zyx_lps: np.ndarray, path) -> None:
     """Write a (z, y, x) uint8 mask as NIfTI with the CT's geometry (opens aligned in Slicer / ITK-SNAP).
 
-    The write is not atomic; :mod:`ptx_annotator.store` wraps it for that.
+    The write is not atomic; :mod:`ptx_annotator.review.store` wraps it for that.
     """
     import nibabel as nib
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PtxError
+from ptx_annotator.errors import PtxError
 
 #: Refuse images with more pixels than this (a 6000 x 6000 detector); real chest X-rays are < 20 M.
 MAX_PIXELS = 36_000_000

@@ -15,9 +15,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..errors import CheckpointError
-from .io import XrayImage
-from .preprocess import XrayPreprocessing, preprocess_xray
+from ptx_annotator.errors import CheckpointError
+from ptx_annotator.xray.io import XrayImage
+from ptx_annotator.xray.preprocess import XrayPreprocessing, preprocess_xray
 
 TOP_THRESHOLD = 0.75
 #: Minimum area of the top-probability pixels at 1024 x 1024; scaled by the image's pixel count.

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ptx_annotator.errors import CheckpointError
 
 SIZES = (256, 512)
 KIND = "xray-clahe"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PtxError
+from ptx_annotator.errors import PtxError
 
 EMPTY = "-1"
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from ptx_annotator.anatomy import segment_thorax
-from ptx_annotator.classical import ClassicalProposer
-from ptx_annotator.proposal import get_proposer, propose_volume
-from ptx_annotator.synth import simulate_pneumothorax
+from ptx_annotator.proposers.classical import ClassicalProposer
+from ptx_annotator.proposers import get_proposer, propose_volume
+from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
 
 
 def dice(a, b):

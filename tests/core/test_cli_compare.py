@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from ptx_annotator.cli import main
 from ptx_annotator.io import load_mask_nifti, save_mask_nifti
-from ptx_annotator.store import Annotation, AnnotationStore
+from ptx_annotator.review.store import Annotation, AnnotationStore
 
 SHIFT = (0, 4, -3)  # voxels (z, y, x) of reader B's copy
 
@@ -20,7 +20,7 @@ SHIFT = (0, 4, -3)  # voxels (z, y, x) of reader B's copy
 def _truth_mask(volume) -> np.ndarray:
     """Truth: a simulated right pneumothorax; if the simulator is not available, a rim of real lung air."""
     try:
-        from ptx_annotator.synth import simulate_pneumothorax
+        from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
     except ImportError:
         return _right_lung_rim(volume)
     return simulate_pneumothorax(volume, side="right", fraction=0.2, seed=3).mask.astype(np.uint8)

@@ -8,14 +8,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ptx_annotator.cli import main  # noqa: E402
-from ptx_annotator.inference import ModelProposer  # noqa: E402
+from ptx_annotator.proposers.inference import ModelProposer  # noqa: E402
 from ptx_annotator.io import load_mask_nifti, load_volume  # noqa: E402
 from ptx_annotator.io.volume_files import nifti_affine_from_lps  # noqa: E402
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, hu_to_unit  # noqa: E402
 from ptx_annotator.model import CheckpointMeta, build_model, save_checkpoint  # noqa: E402
-from ptx_annotator.proposal import propose_volume  # noqa: E402
-from ptx_annotator.review import ACCEPTED, EDITED, PROPOSED, UNREVIEWED  # noqa: E402
-from ptx_annotator.store import AnnotationStore  # noqa: E402
+from ptx_annotator.proposers.contract import propose_volume  # noqa: E402
+from ptx_annotator.review.states import ACCEPTED, EDITED, PROPOSED, UNREVIEWED  # noqa: E402
+from ptx_annotator.review.store import AnnotationStore  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_predict_nifti_file_out_only_and_default_annotator(ct_nifti, checkpoint,
     assert rc == 0, capsys.readouterr().err
     with_outside, _ = load_mask_nifti(kept)
     assert np.all(with_outside >= written)  # the rule only ever removes
-    from ptx_annotator.postprocess import inside_patient
+    from ptx_annotator.proposers.postprocess import inside_patient
 
     outside = ~np.stack([inside_patient(hu) for hu in volume.hu])
     assert not written[outside].any()
@@ -146,7 +146,7 @@ def test_predict_fp16_on_cpu_refused(tcia_dir, checkpoint, tmp_path, capsys):
 
 
 def test_predict_classical_default(ct_nifti, tmp_path, capsys):
-    pytest.importorskip("ptx_annotator.classical")
+    pytest.importorskip("ptx_annotator.proposers.classical")
     out = tmp_path / "classical.nii.gz"
     rc = main(["predict", str(ct_nifti), "--out", str(out)])
     captured = capsys.readouterr()

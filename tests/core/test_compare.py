@@ -7,7 +7,7 @@ import SimpleITK as sitk
 from ptx_annotator import compare as C
 from ptx_annotator import metrics as M
 from ptx_annotator.errors import GeometryMismatchError, PtxError
-from ptx_annotator.store import Annotation, AnnotationStore
+from ptx_annotator.review.store import Annotation, AnnotationStore
 from ptx_annotator.io import load_volume, save_mask_nifti
 
 SPACING = (5.0, 0.8, 0.8)
@@ -153,7 +153,7 @@ def test_masks_from_the_annotation_store(tmp_path):
 def test_outputs_for_empty_masks_hold_no_nan(case, tmp_path):
     import json
 
-    from ptx_annotator.compare_report import write_comparison_outputs
+    from ptx_annotator.reports.comparison import write_comparison_outputs
 
     a = np.zeros((4, 16, 16), np.uint8)
     b = np.zeros_like(a)

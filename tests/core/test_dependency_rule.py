@@ -21,7 +21,7 @@ def core_modules():
 
 def test_core_modules_import_no_gui():
     modules = core_modules()
-    assert "ptx_annotator.store" in modules and "ptx_annotator.io.dicom_series" in modules
+    assert "ptx_annotator.review.store" in modules and "ptx_annotator.io.dicom_series" in modules
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"

@@ -11,8 +11,8 @@ import pytest
 from ptx_annotator.cli import main
 from ptx_annotator.errors import GeometryMismatchError, PtxError, StudyError
 from ptx_annotator.export import export_annotation, import_mask, mask_provenance, read_mask_file
-from ptx_annotator.review import ACCEPTED, EDITED, PROPOSED, UNREVIEWED
-from ptx_annotator.store import Annotation, AnnotationStore
+from ptx_annotator.review.states import ACCEPTED, EDITED, PROPOSED, UNREVIEWED
+from ptx_annotator.review.store import Annotation, AnnotationStore
 
 SOURCE = "model:resnet34:ckpt-test"
 

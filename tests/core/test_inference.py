@@ -9,13 +9,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import ptx_annotator.inference as inference  # noqa: E402
+import ptx_annotator.proposers.inference as inference  # noqa: E402
 from ptx_annotator.errors import CheckpointError, PtxError  # noqa: E402
-from ptx_annotator.inference import ModelProposer, volume_probabilities  # noqa: E402
+from ptx_annotator.proposers.inference import ModelProposer, volume_probabilities  # noqa: E402
 from ptx_annotator.model import CheckpointMeta, build_model, save_checkpoint  # noqa: E402
-from ptx_annotator.postprocess import postprocess_slice  # noqa: E402
+from ptx_annotator.proposers.postprocess import postprocess_slice  # noqa: E402
 from ptx_annotator.preprocessing import hu_to_unit  # noqa: E402
-from ptx_annotator.proposal import get_proposer, propose_volume, slice_order  # noqa: E402
+from ptx_annotator.proposers import get_proposer, propose_volume, slice_order  # noqa: E402
 from ptx_annotator.volume import Volume  # noqa: E402
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ptx_annotator.io import load_mask_nifti, load_volume
-from ptx_annotator.phantom import make_chest_phantom, save_phantom
+from ptx_annotator.synthetic.phantom import make_chest_phantom, save_phantom
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,8 @@ def test_saved_phantom_reads_back_with_its_geometry(case, tmp_path):
 
 
 def test_classical_proposer_finds_the_pneumothorax(case):
-    pytest.importorskip("ptx_annotator.classical")
-    from ptx_annotator.proposal import get_proposer, propose_volume
+    pytest.importorskip("ptx_annotator.proposers.classical")
+    from ptx_annotator.proposers import get_proposer, propose_volume
 
     proposal = propose_volume(get_proposer(), case.volume)
     found, truth = proposal.mask > 0, case.truth > 0

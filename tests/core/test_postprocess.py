@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ptx_annotator.postprocess import PostprocessParams, binarize, postprocess_mask, postprocess_slice
+from ptx_annotator.proposers.postprocess import PostprocessParams, binarize, postprocess_mask, postprocess_slice
 
 
 def test_threshold_is_inclusive_and_integer_masks_pass_through():
@@ -125,7 +125,7 @@ def test_outside_air_rule_in_volumes_params_and_its_switch():
 
 def test_inside_patient_holds_both_lungs_of_the_real_ct(tcia_volume):
     from ptx_annotator.anatomy import segment_thorax
-    from ptx_annotator.postprocess import inside_patient
+    from ptx_annotator.proposers.postprocess import inside_patient
 
     anatomy = segment_thorax(tcia_volume)
     z = int(np.argmax(anatomy.lungs.sum(axis=(1, 2))))

@@ -128,7 +128,7 @@ def test_rim_undefined_without_lung_and_uneven_rim():
 def test_simulated_pneumothorax_of_known_size(tcia_volume, tcia_anatomy, side, fraction):
     from scipy import ndimage as ndi
 
-    from ptx_annotator.synth import simulate_pneumothorax
+    from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
 
     simulated = simulate_pneumothorax(tcia_volume, side, fraction, seed=1, anatomy=tcia_anatomy)
     truth = simulated.mask > 0
@@ -147,7 +147,7 @@ def test_simulated_pneumothorax_of_known_size(tcia_volume, tcia_anatomy, side, f
 
 def test_cli_quantify_json_and_text(tcia_volume, tcia_dir, tmp_path, capsys):
     from ptx_annotator.io import save_mask_nifti
-    from ptx_annotator.store import Annotation, AnnotationStore
+    from ptx_annotator.review.store import Annotation, AnnotationStore
 
     low, high = _blobs(tcia_volume)
     annotation = Annotation.empty(tcia_volume, "dr_q")

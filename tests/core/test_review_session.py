@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from ptx_annotator.errors import PtxError
-from ptx_annotator.phantom import make_chest_phantom
-from ptx_annotator.proposal import SliceResult, slice_order
-from ptx_annotator.review import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED
-from ptx_annotator.review_session import ReviewSession
-from ptx_annotator.store import AnnotationStore
+from ptx_annotator.synthetic.phantom import make_chest_phantom
+from ptx_annotator.proposers.contract import SliceResult, slice_order
+from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED
+from ptx_annotator.review.session import ReviewSession
+from ptx_annotator.review.store import AnnotationStore
 
 
 class TruthProposer:

@@ -11,8 +11,8 @@ import pydicom
 import pytest
 
 from ptx_annotator.errors import AnnotationLockedError, InvalidAnnotatorError
-from ptx_annotator.review import ACCEPTED, EDITED, FLAGGED, PROPOSED
-from ptx_annotator.store import Annotation, AnnotationStore, safe_annotator_name
+from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED
+from ptx_annotator.review.store import Annotation, AnnotationStore, safe_annotator_name
 from ptx_annotator.volume import Volume
 
 
@@ -85,7 +85,7 @@ _KILLER = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, {tests!r})
     from test_store import _small_volume
-    from ptx_annotator.store import AnnotationStore
+    from ptx_annotator.review.store import AnnotationStore
     store = AnnotationStore({root!r})
     ann = store.load({key!r}, "carol")
     ann.mask[:] = 1
@@ -135,7 +135,7 @@ def test_second_process_is_refused(tmp_path):
     vol = _small_volume()
     store = AnnotationStore(tmp_path)
     store.save(store.load_or_empty(vol, "erin"))
-    code = (f"from ptx_annotator.store import AnnotationStore\n"
+    code = (f"from ptx_annotator.review.store import AnnotationStore\n"
             f"s = AnnotationStore({str(tmp_path)!r})\n"
             f"a = s.load({vol.key!r}, 'erin')\n"
             f"s.save(a)\n")

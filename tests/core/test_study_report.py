@@ -7,9 +7,9 @@ import numpy as np
 from ptx_annotator.cli import main
 from ptx_annotator.export import import_mask
 from ptx_annotator.io import save_mask_nifti
-from ptx_annotator.review import ACCEPTED, EDITED, PROPOSED
-from ptx_annotator.store import Annotation, AnnotationStore
-from ptx_annotator.study_report import radiological
+from ptx_annotator.review.states import ACCEPTED, EDITED, PROPOSED
+from ptx_annotator.review.store import Annotation, AnnotationStore
+from ptx_annotator.reports.study import radiological
 
 SOURCE = "model:resnet34:ckpt-report"
 CREATED = "2026-11-23T17:45:12+00:00"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ptx_annotator.anatomy import left_coordinate, patient_axis_coordinate, segment_thorax
-from ptx_annotator.synth import FRACTION_TOLERANCE, simulate_pneumothorax
+from ptx_annotator.synthetic.pneumothorax import FRACTION_TOLERANCE, simulate_pneumothorax
 
 from conftest import NRRD_CT, need
 

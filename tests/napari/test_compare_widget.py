@@ -9,7 +9,7 @@ from ptx_annotator.io import save_mask_nifti
 from ptx_annotator.plugins.napari._compare_widget import (
     DISAGREEMENT_LAYER, CompareWidget, ReaderSource, compare_sources,
 )
-from ptx_annotator.store import Annotation, AnnotationStore
+from ptx_annotator.review.store import Annotation, AnnotationStore
 from ptx_annotator.volume import Volume
 
 SPACING = (5.0, 0.8, 0.8)

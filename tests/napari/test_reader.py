@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptx_annotator.phantom import make_chest_phantom, save_phantom
+from ptx_annotator.synthetic.phantom import make_chest_phantom, save_phantom
 from ptx_annotator.plugins.napari._reader import get_reader
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
 
-from ptx_annotator.phantom import make_chest_phantom, save_phantom
+from ptx_annotator.synthetic.phantom import make_chest_phantom, save_phantom
 from ptx_annotator.plugins.napari import _propose
 from ptx_annotator.plugins.napari._review_widget import ReviewWidget
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, MEDIASTINAL_WINDOW_HU
-from ptx_annotator.proposal import SliceResult, slice_order
-from ptx_annotator.review import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED
-from ptx_annotator.store import AnnotationStore
+from ptx_annotator.proposers.contract import SliceResult, slice_order
+from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED
+from ptx_annotator.review.store import AnnotationStore
 
 
 class TruthProposer:
@@ -423,7 +423,7 @@ def test_an_error_in_an_event_handler_becomes_a_message(widget, monkeypatch):
 
 def test_reopening_shows_the_kept_proposal_without_proposing_again(qtbot, make_napari_viewer, study, case,
                                                                    monkeypatch):
-    from ptx_annotator.classical import ClassicalProposer
+    from ptx_annotator.proposers.classical import ClassicalProposer
 
     class KeptClassical(TruthProposer):
         source_id = ClassicalProposer.source_id  # what the picker's default proposer calls itself

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from ptx_annotator.plugins.napari import _launch
-from ptx_annotator.phantom import make_chest_phantom, save_phantom
-from ptx_annotator.proposal import SliceResult, slice_order
+from ptx_annotator.synthetic.phantom import make_chest_phantom, save_phantom
+from ptx_annotator.proposers.contract import SliceResult, slice_order
 
 
 class TruthProposer:
@@ -58,7 +58,7 @@ def test_screenshot_shows_the_ct_and_the_overlay(qapp, mock_app_model, phantom, 
 
 
 def test_cli_screenshot_writes_a_png_and_exits(qapp, mock_app_model, phantom, tmp_path, monkeypatch, capsys):
-    pytest.importorskip("ptx_annotator.classical")
+    pytest.importorskip("ptx_annotator.proposers.classical")
     from ptx_annotator.cli import main
 
     monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))

@@ -6,7 +6,7 @@ import numpy as np
 
 from ptx_annotator.cli import main
 from ptx_annotator.model import load_checkpoint
-from ptx_annotator.phantom import make_chest_phantom, save_phantom
+from ptx_annotator.synthetic.phantom import make_chest_phantom, save_phantom
 from ptx_annotator.training.evaluate import THRESHOLD_GRID, calibrated_threshold, choose_threshold
 
 

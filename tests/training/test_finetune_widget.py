@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ptx_annotator.io import load_volume
-from ptx_annotator.review import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED
-from ptx_annotator.store import Annotation, AnnotationStore
+from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED
+from ptx_annotator.review.store import Annotation, AnnotationStore
 from tiny_data import crescent_volume, write_ct_nifti
 
 UNREVIEWED_SLICES = (2, 9, 15, 22, 27, 30)

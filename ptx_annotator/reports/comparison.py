@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, write_bytes_atomic, write_json_atomic
-from .compare import BOTH, DISAGREEMENT_COLORS, ONLY_A, ONLY_B, Comparison
-from .io.volume_files import nifti_affine_from_lps, save_mask_nifti
-from .preprocessing import LUNG_WINDOW_HU, hu_to_unit
+from ptx_annotator.atomic import atomic_path, write_bytes_atomic, write_json_atomic
+from ptx_annotator.compare import BOTH, DISAGREEMENT_COLORS, ONLY_A, ONLY_B, Comparison
+from ptx_annotator.io.volume_files import nifti_affine_from_lps, save_mask_nifti
+from ptx_annotator.preprocessing import LUNG_WINDOW_HU, hu_to_unit
 
 PER_SLICE_COLUMNS = ("slice", "dice", "iou", "voxels_a", "voxels_b", "voxels_both", "disagreement_voxels",
                      "disagreement_mm2", "present_a", "present_b")
@@ -259,6 +259,6 @@ of surface distances; ASSD the mean of all surface distances in both directions.
 
 
 def _penalty(summary: dict) -> float:
-    from .metrics import empty_distance_penalty
+    from ptx_annotator.metrics import empty_distance_penalty
 
     return empty_distance_penalty(summary["shape"], summary["spacing_mm"])

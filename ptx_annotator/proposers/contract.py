@@ -13,8 +13,8 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
-from .review import utc_now
-from .volume import Volume
+from ptx_annotator.review.states import utc_now
+from ptx_annotator.volume import Volume
 
 
 @dataclass
@@ -83,17 +83,3 @@ def propose_volume(proposer: Proposer, volume: Volume, first_slice: int | None =
             on_progress(result)
     return Proposal(mask=mask, probabilities=probabilities, source=proposer.source_id, params=proposer.describe(),
                     completed=len(done) == volume.shape[0], slices_done=done)
-
-
-def get_proposer(checkpoint=None, proposer: str = "classical", device: str | None = None,
-                 precision: str | None = None, **options) -> Proposer:
-    """The model proposer for ``checkpoint`` if one is given, else the named weight-free proposer."""
-    if checkpoint is not None:
-        from .inference import ModelProposer
-
-        return ModelProposer.from_checkpoint(checkpoint, device=device, precision=precision, **options)
-    if proposer == "classical":
-        from .classical import ClassicalProposer
-
-        return ClassicalProposer(**options)
-    raise ValueError(f"Unknown proposer '{proposer}'; use 'classical' or give a checkpoint.")

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .anatomy import ThoraxAnatomy, segment_thorax
-from .volume import Volume
+from ptx_annotator.anatomy import ThoraxAnatomy, segment_thorax
+from ptx_annotator.volume import Volume
 
 #: Fraction tolerance: the achieved fraction is within this (absolute) of the requested one.
 FRACTION_TOLERANCE = 0.01
@@ -98,7 +98,7 @@ def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float =
     anatomy = anatomy or segment_thorax(volume)
     hemithorax = anatomy.hemithorax(side)
     if hemithorax.sum() * volume.voxel_volume_ml < 100:
-        from .errors import StudyError
+        from ptx_annotator.errors import StudyError
 
         raise StudyError(f"No {side} lung found in '{volume.source}' (hemithorax under 100 mL): a chest CT "
                          "covering the lungs is needed to simulate a pneumothorax.")

@@ -1,6 +1,6 @@
 """The U-Net inference engine: a CT volume -> per-slice probabilities and masks, as a generator.
 
-:class:`ModelProposer` implements the :class:`~ptx_annotator.proposal.Proposer` protocol. The slice
+:class:`ModelProposer` implements the :class:`~ptx_annotator.proposers.contract.Proposer` protocol. The slice
 on screen is computed first (alone, for latency), then the others outwards from it in small batches;
 ``should_cancel()`` is checked between slices and the generator simply stops.
 
@@ -31,11 +31,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import CheckpointError, PtxError
-from .postprocess import PostprocessParams, postprocess_mask
-from .preprocessing import LUNG_WINDOW_HU, hu_to_unit
-from .proposal import SliceResult, slice_order
-from .volume import Volume
+from ptx_annotator.errors import CheckpointError, PtxError
+from ptx_annotator.proposers.postprocess import PostprocessParams, postprocess_mask
+from ptx_annotator.preprocessing import LUNG_WINDOW_HU, hu_to_unit
+from ptx_annotator.proposers.contract import SliceResult, slice_order
+from ptx_annotator.volume import Volume
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("cpu", "cuda")
@@ -97,7 +97,7 @@ def resolve_precision(device: str, precision: str | None = None) -> tuple[str, s
 
 
 class ModelProposer:
-    """A checkpointed U-Net as a :class:`~ptx_annotator.proposal.Proposer`.
+    """A checkpointed U-Net as a :class:`~ptx_annotator.proposers.contract.Proposer`.
 
     Parameters
     ----------
@@ -148,7 +148,7 @@ class ModelProposer:
                         drop_outside_air: bool | None = None, batch_size: int | None = None,
                         fuse_batchnorm: bool = True) -> "ModelProposer":
         """Load a ``.safetensors`` checkpoint (see :func:`ptx_annotator.model.load_checkpoint`)."""
-        from .model import load_checkpoint
+        from ptx_annotator.model import load_checkpoint
 
         path = Path(path)
         model, meta = load_checkpoint(path, device="cpu")

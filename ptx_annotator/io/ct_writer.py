@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import StudyError
-from .volume import Volume
+from ptx_annotator.atomic import atomic_path
+from ptx_annotator.errors import StudyError
+from ptx_annotator.volume import Volume
 
 #: SeriesDescription suffix of written series, so nobody mistakes them for an acquisition.
 SIMULATED_TAG = "SIMULATED"
@@ -83,7 +83,7 @@ def write_ct_nifti(volume: Volume, hu: np.ndarray, path) -> Path:
     """Write ``hu`` as a NIfTI volume with ``volume``'s geometry (int16 when the values allow)."""
     import nibabel as nib
 
-    from .io.volume_files import nifti_affine_from_lps
+    from ptx_annotator.io.volume_files import nifti_affine_from_lps
 
     data = np.asarray(hu)
     if data.dtype.kind == "f" and np.all(np.mod(data, 1) == 0) and data.min() >= -32768 and data.max() <= 32767:

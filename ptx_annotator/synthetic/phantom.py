@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .volume import Volume
+from ptx_annotator.volume import Volume
 
 AIR_HU = -1000.0
 FAT_HU = -100.0
@@ -190,7 +190,7 @@ def save_phantom(case: PhantomCase, folder) -> tuple[str, str]:
 
     import nibabel as nib
 
-    from .io.volume_files import nifti_affine_from_lps, save_mask_nifti
+    from ptx_annotator.io.volume_files import nifti_affine_from_lps, save_mask_nifti
 
     os.makedirs(folder, exist_ok=True)
     ct_path = os.path.join(folder, "phantom_ct.nii.gz")

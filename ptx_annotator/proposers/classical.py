@@ -8,7 +8,7 @@ chest wall. The steps, all in one 3D pre-pass:
    outside the hemithoraces (outside air, bowel gas, subcutaneous emphysema beyond the rib cage)
    and the trachea and main bronchi are never candidates.
 2. Cores: voxels whose lightly smoothed HU is within a few tens of HU of this scanner's own air
-   level (measured on outside air, see :func:`ptx_annotator.synth.estimate_air_noise`). Lung,
+   level (measured on outside air, see :func:`ptx_annotator.synthetic.pneumothorax.estimate_air_noise`). Lung,
    even emphysematous, averages -850..-950 with vessels; pleural air averages the air level.
 3. Only 3D core components of at least ``min_core_ml`` that touch the parietal pleura (the
    outer band of the hemithorax) are kept: bullae, bronchi and noise inside the lung are not.
@@ -26,11 +26,11 @@ from typing import Callable, Iterator
 import numpy as np
 from scipy import ndimage as ndi
 
-from .anatomy import segment_thorax
-from .postprocess import postprocess_mask
-from .proposal import SliceResult, slice_order
-from .synth import estimate_air_noise
-from .volume import Volume
+from ptx_annotator.anatomy import segment_thorax
+from ptx_annotator.proposers.postprocess import postprocess_mask
+from ptx_annotator.proposers.contract import SliceResult, slice_order
+from ptx_annotator.synthetic.pneumothorax import estimate_air_noise
+from ptx_annotator.volume import Volume
 
 _IN_PLANE_4 = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE_4[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]

@@ -1,6 +1,6 @@
 """The review workflow of one annotator on one series, free of any GUI.
 
-A :class:`ReviewSession` holds the CT, the annotator's :class:`~ptx_annotator.store.Annotation`
+A :class:`ReviewSession` holds the CT, the annotator's :class:`~ptx_annotator.review.store.Annotation`
 (mask + per-slice review log), the current proposal (mask and probabilities, filled slice by
 slice as a proposer yields them), the slice on screen and the store it saves to. The napari
 widget is a thin shell over it: every button calls one method here, and tests drive the same
@@ -24,11 +24,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import PtxError
-from .proposal import SliceResult
-from .review import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED, ReviewLog, utc_now
-from .store import Annotation, AnnotationStore
-from .volume import Volume
+from ptx_annotator.errors import PtxError
+from ptx_annotator.proposers.contract import SliceResult
+from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED, ReviewLog, utc_now
+from ptx_annotator.review.store import Annotation, AnnotationStore
+from ptx_annotator.volume import Volume
 
 SIDES = ("right", "left")
 

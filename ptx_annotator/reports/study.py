@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_bytes_atomic, write_json_atomic
-from .errors import PtxError
-from .export import flatten_scalars, mask_provenance
-from .preprocessing import LUNG_WINDOW_HU, hu_to_unit
-from .quantify import quantify
-from .review import STATES, REVIEWED_STATES, utc_now
-from .store import AnnotationStore
-from .volume import Volume
+from ptx_annotator.atomic import write_bytes_atomic, write_json_atomic
+from ptx_annotator.errors import PtxError
+from ptx_annotator.export import flatten_scalars, mask_provenance
+from ptx_annotator.preprocessing import LUNG_WINDOW_HU, hu_to_unit
+from ptx_annotator.quantify import quantify
+from ptx_annotator.review.states import STATES, REVIEWED_STATES, utc_now
+from ptx_annotator.review.store import AnnotationStore
+from ptx_annotator.volume import Volume
 
 #: At most this many key slices get a figure.
 MAX_KEY_SLICES = 4
@@ -36,7 +36,7 @@ def collect_study(volume: Volume, store: AnnotationStore, anatomy=None) -> dict:
     """Everything the report shows, as a JSON-able dict (quantification, review, provenance)."""
     annotators = store.annotators(volume.key)
     if anatomy is None and annotators:
-        from .anatomy import segment_thorax
+        from ptx_annotator.anatomy import segment_thorax
 
         anatomy = segment_thorax(volume)
     entries, skipped = [], []

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, fsync_dir, write_json_atomic
-from .errors import AnnotationLockedError, GeometryMismatchError, InvalidAnnotatorError, PtxError
-from .io.volume_files import load_mask_nifti, save_mask_nifti
-from .review import ReviewLog, SliceReview, utc_now
-from .volume import Volume
+from ptx_annotator.atomic import atomic_path, fsync_dir, write_json_atomic
+from ptx_annotator.errors import AnnotationLockedError, GeometryMismatchError, InvalidAnnotatorError, PtxError
+from ptx_annotator.io.volume_files import load_mask_nifti, save_mask_nifti
+from ptx_annotator.review.states import ReviewLog, SliceReview, utc_now
+from ptx_annotator.volume import Volume
 
 FORMAT_VERSION = 1
 DEFAULT_KEEP_VERSIONS = 10
