@@ -26,14 +26,12 @@ from .trainer import TrainConfig
 
 
 def store_root_from_metadata(meta: dict) -> Path | None:
-    """``ptx_store_root`` if a layer has it, else ``<study>/.ptx`` of ``ptx_source``."""
+    """``ptx_store_root`` if a layer has it, else the store of ``ptx_source`` (one rule: ``store_root_for``)."""
+    from ptx_annotator.review.store import store_root_for
+
     if meta.get("ptx_store_root"):
         return Path(os.fspath(meta["ptx_store_root"]))
-    source = meta.get("ptx_source")
-    if not source:
-        return None
-    base = Path(source) if Path(source).is_dir() else Path(source).parent
-    return base / ".ptx"
+    return store_root_for(meta["ptx_source"]) if meta.get("ptx_source") else None
 
 
 def finetune_series(volume, store_root, annotators=None, config: TrainConfig | None = None, *,

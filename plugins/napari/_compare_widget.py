@@ -92,13 +92,14 @@ def viewer_sources(viewer) -> list[ReaderSource]:
 
 
 def _store_root(meta: dict) -> str | None:
+    from ptx_annotator.review.store import store_root_for  # the one store-root rule
+
     if meta.get("ptx_store_root"):
         return os.fspath(meta["ptx_store_root"])
-    source = meta.get("ptx_source")
-    if not source or not meta.get("ptx_series_key"):
+    if not meta.get("ptx_source") or not meta.get("ptx_series_key"):
         return None
-    base = Path(source) if Path(source).is_dir() else Path(source).parent
-    return os.fspath(base / ".ptx") if (base / ".ptx").is_dir() else None
+    root = store_root_for(meta["ptx_source"])
+    return os.fspath(root) if root.is_dir() else None
 
 
 def compare_sources(reader_a: ReaderSource, reader_b: ReaderSource) -> Comparison:

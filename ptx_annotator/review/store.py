@@ -1,22 +1,32 @@
 """The annotation store: one mask and per-slice review state per (series, annotator).
 
-Layout under the store root (default ``<study>/.ptx/``)::
+Layout under the store root (``<study>/.ptx/`` by :meth:`AnnotationStore.for_study`)::
 
-    <series_key>/<annotator>/review.json        commit point: states, who, when, current mask file
-    <series_key>/<annotator>/mask.nii.gz        the current mask (NIfTI, the CT's affine)
-    <series_key>/<annotator>/versions/          the last N versions of both
-    <series_key>/<annotator>/.lock              held by the one process allowed to write
+    <series_key>/<annotator>/review.json             the commit point: states, who, when, which mask
+    <series_key>/<annotator>/versions/mask-vN.nii.gz the mask of version N (NIfTI, the CT's affine)
+    <series_key>/<annotator>/versions/review-vN.json the review file of version N
+    <series_key>/<annotator>/mask.nii.gz             the current mask, for 3D Slicer / ITK-SNAP
+    <series_key>/<annotator>/.lock                   held by the one process allowed to write
 
-Every file is written atomically (temp file, fsync, rename), and ``review.json`` is replaced
-last, so a crash at any point leaves the previous version complete and loadable.
+A save writes version N's mask under its own name, then its review file, then replaces
+``review.json`` (which names that mask and its sha256) - one atomic commit: a reader sees the
+old pair or the new pair, never a mix, even after kill -9. ``mask.nii.gz`` is a hard link to the
+committed mask, re-linked when a writer opens the folder after a crash; leftover temp files are
+removed then too. A damaged or inconsistent ``review.json`` is refused (:class:`DamagedStoreError`)
+with the one command that recovers from ``versions/``; it is never reset silently.
+
+Versions are coalesced: an autosave (``save(..., coalesce_key=K)``) replaces the newest version
+instead of adding one when that version was also an autosave with the same key (the same visit
+of a slice) or began less than :data:`COALESCE_SECONDS` ago. Saves without a key (import,
+predict, restore, an explicit save) always add a version. The newest ``keep_versions`` are kept.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import socket
+import shlex
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,24 +34,35 @@ from pathlib import Path
 import numpy as np
 
 from ptx_annotator.atomic import atomic_path, fsync_dir, write_json_atomic
-from ptx_annotator.errors import AnnotationLockedError, GeometryMismatchError, InvalidAnnotatorError, PtxError
+from ptx_annotator.errors import GeometryMismatchError, InvalidAnnotatorError, PtxError
 from ptx_annotator.io.volume_files import load_mask_nifti, save_mask_nifti
 from ptx_annotator.review.states import ReviewLog, SliceReview, utc_now
+from ptx_annotator.review.store_check import confined, problem_with, safe_key, sha256_of
+from ptx_annotator.review.store_lock import WriterLock
 from ptx_annotator.volume import Volume
 
 FORMAT_VERSION = 1
-DEFAULT_KEEP_VERSIONS = 10
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+DEFAULT_KEEP_VERSIONS = 200
+#: An autosave less than this many seconds after its version began joins that version.
+COALESCE_SECONDS = 60.0
+_VERSION_FILE = "review-v{:06d}.json"
+_MASK_FILE = "versions/mask-v{:06d}.nii.gz"
+
+
+class DamagedStoreError(PtxError):
+    """A review file that is damaged or disagrees with its folder or mask; nothing was changed."""
 
 
 def safe_annotator_name(name: str) -> str:
     """A name that is safe as one folder name: letters, digits, '.', '_' and '-' only.
 
     Spaces and other characters become '_'; leading dots are removed, so '..' or '/etc' can
-    never leave the store. Raises :class:`InvalidAnnotatorError` if nothing usable remains.
+    never leave the store. Raises :class:`InvalidAnnotatorError` if nothing usable remains
+    (an empty name included: it never silently becomes a default).
     """
     text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
-    text = _SAFE_NAME.sub("_", text.strip()).strip("._-")[:64]
+    text = safe_key(text.strip()) or ""
+    text = text[:64]
     if not text:
         raise InvalidAnnotatorError(
             f"Annotator name {name!r} has no letters or digits to use; give a name such as 'dr_smith'."
@@ -50,10 +71,49 @@ def safe_annotator_name(name: str) -> str:
 
 
 def _safe_key(series_key: str) -> str:
-    key = _SAFE_NAME.sub("_", str(series_key)).strip("._-")
+    key = safe_key(series_key)
     if not key:
         raise PtxError(f"Series key {series_key!r} cannot name a folder.")
     return key
+
+
+def store_root_for(study_path) -> Path:
+    """THE store-root rule: ``<study>/.ptx`` of the folder named, or an existing one above it.
+
+    ``study_path`` is a study folder, a series sub-folder or a CT file. Its folder's ``.ptx`` is
+    used if it exists; else the nearest ancestor that already has a ``.ptx`` folder (so a CT in a
+    series sub-folder, as ``simulate`` writes it, shares its study's store); else a new
+    ``<folder>/.ptx``. The search stops below the home folder, the temp folder and the root.
+    """
+    study = Path(os.path.expanduser(os.fspath(study_path)))
+    base = (study if study.is_dir() else study.parent).absolute()
+    if (base / ".ptx").is_dir():
+        return base / ".ptx"
+    import tempfile
+
+    stops = set()
+    for place in (Path.home(), Path(tempfile.gettempdir()), Path(base.anchor)):
+        try:
+            stops.add(place.resolve())
+        except OSError:
+            pass
+    for parent in base.parents:
+        if parent.resolve() in stops:
+            break
+        if (parent / ".ptx").is_dir():
+            return parent / ".ptx"
+    return base / ".ptx"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One kept version: its id, when it was saved, how many mask voxels, the review-state counts."""
+
+    id: int
+    saved_at: str | None
+    n_voxels: int
+    states: dict
+    committed: bool = False
 
 
 @dataclass
@@ -98,80 +158,31 @@ class Annotation:
         }
 
 
-class WriterLock:
-    """An exclusive, process-wide lock on one annotator's folder (released when the process dies)."""
-
-    def __init__(self, folder: Path, annotator: str):
-        self.path = folder / ".lock"
-        self.annotator = annotator
-        self._fd: int | None = None
-
-    def acquire(self) -> "WriterLock":
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise AnnotationLockedError(
-                f"The mask of annotator '{self.annotator}' is open for writing by another session ({holder}). "
-                "Close that session, or open this one under another annotator name."
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now()}).encode())
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is not None:
-            import fcntl
-
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def __enter__(self) -> "WriterLock":
-        return self if self.held else self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        info = json.loads(os.read(fd, 4096).decode() or "{}")
-        return f"process {info.get('pid')} on {info.get('host')} since {info.get('since')}"
-    except (OSError, ValueError):
-        return "unknown process"
-
-
 class AnnotationStore:
     """Masks and review states of every annotator of every series under one folder."""
 
     def __init__(self, root, keep_versions: int = DEFAULT_KEEP_VERSIONS):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise PtxError(f"The annotation store '{self.root}' is a file, not a folder; give a folder with --store DIR.")
         self.keep_versions = max(1, int(keep_versions))
         self._locks: dict[tuple[str, str], WriterLock] = {}
 
     @classmethod
-    def for_study(cls, study_path, store_dir=None, **kwargs) -> "AnnotationStore":
-        """The store of a study: ``store_dir`` if given, else ``<study>/.ptx/``."""
-        if store_dir is not None:
-            return cls(store_dir, **kwargs)
-        study = Path(study_path)
-        base = study if study.is_dir() else study.parent
-        root = base / ".ptx"
-        if not os.access(base, os.W_OK) and not root.exists():
-            raise PtxError(f"The study folder '{base}' is read-only; give a writable place with --store DIR.")
+    def for_study(cls, study_path, store=None, **kwargs) -> "AnnotationStore":
+        """The store of a study: ``store`` (``--store DIR``) if given, else :func:`store_root_for`."""
+        if store is not None:
+            return cls(os.path.expanduser(os.fspath(store)), **kwargs)
+        root = store_root_for(study_path)
+        if not root.exists() and not os.access(root.parent, os.W_OK):
+            raise PtxError(f"The study folder '{root.parent}' is read-only; give a writable place with --store DIR.")
         return cls(root, **kwargs)
+
+    def recover_command(self, series_key: str, annotator: str) -> str:
+        """The one command that restores the newest intact version of this annotator's work."""
+        where = shlex.quote(str(self.root.parent)) if self.root.name == ".ptx" else f"--store {shlex.quote(str(self.root))}"
+        series = f" --series {shlex.quote(series_key)}" if len(self.series_keys()) > 1 else ""
+        return f"ptx-annotate store recover {where} --annotator {shlex.quote(annotator)}{series}"
 
     # -- paths -------------------------------------------------------------------------------
     def folder(self, series_key: str, annotator: str) -> Path:
@@ -195,16 +206,22 @@ class AnnotationStore:
     def series_keys(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "models")
 
     # -- locking -----------------------------------------------------------------------------
     def lock(self, series_key: str, annotator: str) -> WriterLock:
-        """Take (or return the already held) write lock of one annotator's mask."""
+        """Take (or return the already held) write lock of one annotator's mask.
+
+        Taking it tidies the folder: temp files a crash left are removed and ``mask.nii.gz`` is
+        re-linked to the committed mask.
+        """
         key = (_safe_key(series_key), safe_annotator_name(annotator))
         lock = self._locks.get(key)
         if lock is None or not lock.held:
-            lock = WriterLock(self.folder(series_key, annotator), key[1]).acquire()
+            folder = self.folder(series_key, annotator)
+            lock = WriterLock(folder, key[1]).acquire()
             self._locks[key] = lock
+            self._tidy(folder)
         return lock
 
     def unlock(self, series_key: str, annotator: str) -> None:
@@ -222,27 +239,81 @@ class AnnotationStore:
         return (self.folder(series_key, annotator) / "review.json").is_file()
 
     def load(self, series_key: str, annotator: str, volume: Volume | None = None) -> Annotation | None:
-        """The saved annotation, or None if this annotator has none for this series."""
+        """The committed annotation, or None if this annotator has none for this series.
+
+        Raises :class:`DamagedStoreError` (naming the recovery command) for a review file that is
+        damaged, inconsistent, or whose mask is missing or not the one it committed.
+        """
         folder = self.folder(series_key, annotator)
-        payload = _read_json(folder / "review.json")
-        if payload is None:
-            payload = self._newest_version_json(folder)
-            if payload is None:
-                return None
-        mask_file = folder / payload.get("mask_file", "mask.nii.gz")
-        if not mask_file.is_file():
-            mask_file = folder / "mask.nii.gz"
-        try:
-            mask, affine = load_mask_nifti(mask_file)
-        except PtxError as exc:
-            raise PtxError(f"The saved mask of '{annotator}' ({mask_file}) cannot be read: {exc}") from exc
-        annotation = _annotation_from_json(payload, mask, affine)
-        if volume is not None and mask.shape != volume.shape:
+        review_file = folder / "review.json"
+        for _attempt in range(3):  # a writer may commit (and drop a coalesced mask) while we read
+            if not review_file.exists():
+                newest = self._newest_intact(folder)
+                if newest is None:
+                    if self.versions(series_key, annotator):
+                        raise self._damaged(folder, series_key, "review.json is missing and no kept version is intact")
+                    return None
+                annotation, payload = newest
+                break
+            before = _stat_key(review_file)
+            try:
+                annotation, payload = self._read_version(folder, review_file)
+                break
+            except DamagedStoreError:
+                if _stat_key(review_file) == before:
+                    raise
+        else:
+            raise self._damaged(folder, series_key, "it kept changing while being read")
+        if volume is not None and annotation.mask.shape != volume.shape:
             raise GeometryMismatchError(
-                f"The saved mask of '{annotator}' has shape {mask.shape} but the series has {volume.shape}: "
+                f"The saved mask of '{annotator}' has shape {annotation.mask.shape} but the series has {volume.shape}: "
                 f"it belongs to another reconstruction. Move '{folder}' away to start afresh."
             )
         return annotation
+
+    def _read_version(self, folder: Path, review_file: Path) -> tuple[Annotation, dict]:
+        try:
+            payload = json.loads(review_file.read_text())
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise self._damaged(folder, folder.parent.name, f"it cannot be read as JSON ({type(exc).__name__})",
+                                review_file) from None
+        reason = problem_with(payload, folder, FORMAT_VERSION)
+        mask_file = confined(folder, payload.get("mask_file")) if reason is None else None
+        if reason is None and not mask_file.is_file():
+            reason = f"its mask file '{payload['mask_file']}' is missing"
+        if reason is None and payload.get("mask_sha256") and sha256_of(mask_file) != payload["mask_sha256"]:
+            reason = f"its mask file '{payload['mask_file']}' is not the one it committed (sha256 differs)"
+        if reason is None:
+            try:
+                mask, affine = load_mask_nifti(mask_file)
+            except PtxError as exc:
+                reason = f"its mask file '{payload['mask_file']}' cannot be read ({exc})"
+            else:
+                if list(mask.shape) != payload["shape"]:
+                    reason = f"its mask file has shape {list(mask.shape)}, the review file says {payload['shape']}"
+        if reason is not None:
+            raise self._damaged(folder, folder.parent.name, reason, review_file)
+        return _annotation_from_json(payload, mask, affine), payload
+
+    def _damaged(self, folder: Path, series_key: str, reason: str, review_file: Path | None = None) -> DamagedStoreError:
+        where = review_file or folder / "review.json"
+        kept = self.versions(series_key, folder.name)
+        kept_text = f"versions kept: {kept[0]}..{kept[-1]}" if kept else "no version is kept"
+        error = DamagedStoreError(
+            f"The review file '{where}' is damaged or inconsistent: {reason}. Nothing was loaded or changed. "
+            f"Recover the newest intact version ({kept_text}) with: {self.recover_command(series_key, folder.name)} "
+            "[--version ID]"
+        )
+        error.reason = reason
+        return error
+
+    def _newest_intact(self, folder: Path):
+        for number in reversed(self.versions(folder.parent.name, folder.name)):
+            try:
+                return self._read_version(folder, folder / "versions" / _VERSION_FILE.format(number))
+            except DamagedStoreError:
+                continue
+        return None
 
     def load_proposal(self, volume: Volume, annotator: str) -> np.ndarray | None:
         """The last proposal kept for this annotator, or None (none, unreadable or another grid).
@@ -263,29 +334,73 @@ class AnnotationStore:
     def load_or_empty(self, volume: Volume, annotator: str) -> Annotation:
         return self.load(volume.key, annotator, volume) or Annotation.empty(volume, annotator)
 
+    # -- versions ----------------------------------------------------------------------------
     def versions(self, series_key: str, annotator: str) -> list[int]:
+        """The ids of the kept versions, oldest first."""
         folder = self.folder(series_key, annotator) / "versions"
-        found = [int(m.group(1)) for p in folder.glob("review-v*.json") if (m := re.match(r"review-v(\d+)\.json", p.name))]
+        found = []
+        for path in folder.glob("review-v*.json"):
+            digits = path.name[len("review-v"):-len(".json")]
+            if digits.isdigit():
+                found.append(int(digits))
         return sorted(found)
+
+    def list_versions(self, series_key: str, annotator: str) -> list[VersionInfo]:
+        """Every kept version, oldest first (versions whose files are damaged are left out)."""
+        folder = self.folder(series_key, annotator)
+        committed = _read_json(folder / "review.json")
+        committed_id = committed.get("version") if isinstance(committed, dict) else None
+        infos = []
+        for number in self.versions(series_key, annotator):
+            payload = _read_json(folder / "versions" / _VERSION_FILE.format(number))
+            if not isinstance(payload, dict) or problem_with(payload, folder, FORMAT_VERSION):
+                continue
+            n_voxels = payload.get("n_voxels")
+            if not isinstance(n_voxels, int):
+                try:
+                    n_voxels = int(load_mask_nifti(confined(folder, payload["mask_file"]))[0].astype(bool).sum())
+                except (PtxError, OSError, TypeError):
+                    continue
+            states = ReviewLog(SliceReview.from_json(e) for e in payload["slices"]).counts()
+            infos.append(VersionInfo(number, payload.get("saved_at"), n_voxels,
+                                     {k: v for k, v in states.items() if v}, number == committed_id))
+        return infos
 
     def load_version(self, series_key: str, annotator: str, version: int) -> Annotation:
         folder = self.folder(series_key, annotator)
-        payload = _read_json(folder / "versions" / f"review-v{version:06d}.json")
-        if payload is None:
+        path = folder / "versions" / _VERSION_FILE.format(int(version))
+        if not path.is_file():
             raise PtxError(f"Version {version} of '{annotator}' is not kept; kept: {self.versions(series_key, annotator)}.")
-        mask, affine = load_mask_nifti(folder / payload["mask_file"])
-        return _annotation_from_json(payload, mask, affine)
+        return self._read_version(folder, path)[0]
 
-    def _newest_version_json(self, folder: Path):
-        for version in reversed(self.versions(folder.parent.name, folder.name)):
-            payload = _read_json(folder / "versions" / f"review-v{version:06d}.json")
-            if payload is not None:
-                return payload
-        return None
+    def restore_version(self, series_key: str, annotator: str, version_id: int) -> int:
+        """Make kept version ``version_id`` current again, saved as a new version (so it can be undone)."""
+        annotation = self.load_version(series_key, annotator, version_id)
+        annotation.version = max(self.versions(series_key, annotator), default=0)
+        return self.save(annotation, restored_from=int(version_id))
+
+    def recover(self, series_key: str, annotator: str, version_id: int | None = None) -> tuple[int, int]:
+        """Restore ``version_id`` or the newest intact kept version; returns (restored id, new id)."""
+        folder = self.folder(series_key, annotator)
+        candidates = [int(version_id)] if version_id is not None else list(reversed(self.versions(series_key, annotator)))
+        reasons = []
+        for number in candidates:
+            try:
+                return number, self.restore_version(series_key, annotator, number)
+            except DamagedStoreError as exc:
+                reasons.append(f"v{number}: {exc.reason}")
+        detail = "; ".join(reasons[:3]) or "none is kept"
+        raise PtxError(f"No intact version of '{annotator}' to recover in '{folder / 'versions'}' ({detail}).")
 
     # -- writing -----------------------------------------------------------------------------
-    def save(self, annotation: Annotation) -> int:
-        """Write a new version atomically and return its number (takes the lock if not held)."""
+    def save(self, annotation: Annotation, *, coalesce_key=None, restored_from: int | None = None) -> int:
+        """Commit a new version atomically and return its id (takes the lock if not held).
+
+        With ``coalesce_key`` (an autosave; e.g. the index of the slice being visited) the new
+        version replaces the newest one when that was an autosave of the same key or began less
+        than :data:`COALESCE_SECONDS` ago; its id is new either way. ``restored_from`` records
+        the version a restore copied.
+        """
         if annotation.mask.ndim != 3 or len(annotation.review) != annotation.mask.shape[0]:
             raise PtxError(
                 f"Annotation of '{annotation.annotator}' is inconsistent: mask {annotation.mask.shape}, "
@@ -296,22 +411,46 @@ class AnnotationStore:
         versions_dir = folder / "versions"
         versions_dir.mkdir(parents=True, exist_ok=True)
         on_disk = self.versions(annotation.series_key, annotation.annotator)
+        now = time.time()
+        replaced, started = self._coalesced_with(folder, on_disk, coalesce_key, now)
         number = max([annotation.version, *on_disk]) + 1
-        mask_name = f"versions/mask-v{number:06d}.nii.gz"
+        mask_name = _MASK_FILE.format(number)
         with atomic_path(folder / mask_name, suffix=".nii.gz") as tmp:
             save_mask_nifti(annotation.mask, annotation.affine, tmp)
         previous = (annotation.version, annotation.saved_at)
         annotation.version, annotation.saved_at = number, utc_now()
         try:
             payload = annotation.review_json(mask_name)
-            write_json_atomic(versions_dir / f"review-v{number:06d}.json", payload)
+            payload.update(mask_sha256=sha256_of(folder / mask_name), n_voxels=int(np.count_nonzero(annotation.mask)),
+                           started_epoch=started if replaced is not None else now, saved_epoch=now,
+                           coalesce_key=coalesce_key, **({"restored_from": restored_from} if restored_from else {}))
+            write_json_atomic(versions_dir / _VERSION_FILE.format(number), payload)
             write_json_atomic(folder / "review.json", payload)  # the commit point
         except BaseException:
             annotation.version, annotation.saved_at = previous
             raise
         self._publish_current_mask(folder, folder / mask_name)
-        self._prune(folder, number)
+        if replaced is not None:
+            self._drop_version(folder, replaced)
+        self._prune(folder)
         return number
+
+    def _coalesced_with(self, folder: Path, on_disk: list[int], coalesce_key, now: float):
+        """(id of the version this autosave replaces or None, when that version began)."""
+        if coalesce_key is None or not on_disk:
+            return None, None
+        newest = _read_json(folder / "versions" / _VERSION_FILE.format(on_disk[-1]))
+        committed = _read_json(folder / "review.json")
+        if not isinstance(newest, dict) or not isinstance(committed, dict) or committed.get("version") != on_disk[-1]:
+            return None, None  # never drop a version that is not the committed one
+        if newest.get("coalesce_key") is None:
+            return None, None  # an explicit save (import, predict, restore) is never replaced
+        started = newest.get("started_epoch")
+        if not isinstance(started, (int, float)):
+            return None, None
+        if newest["coalesce_key"] == coalesce_key or 0 <= now - started < COALESCE_SECONDS:
+            return on_disk[-1], float(started)
+        return None, None
 
     def save_proposal(self, series_key: str, annotator: str, mask: np.ndarray, affine: np.ndarray) -> None:
         """Keep the latest proposal overlay beside the annotator's mask (atomic; takes the lock)."""
@@ -322,7 +461,7 @@ class AnnotationStore:
             save_mask_nifti(np.asarray(mask, dtype=np.uint8), affine, tmp)
 
     def _publish_current_mask(self, folder: Path, version_file: Path) -> None:
-        """Point ``mask.nii.gz`` at the new version (a hard link where the filesystem allows)."""
+        """Point ``mask.nii.gz`` at the committed mask (a hard link where the filesystem allows)."""
         with atomic_path(folder / "mask.nii.gz", suffix=".nii.gz") as tmp:
             os.unlink(tmp)
             try:
@@ -332,36 +471,68 @@ class AnnotationStore:
 
                 shutil.copyfile(version_file, tmp)
 
-    def _prune(self, folder: Path, newest: int) -> None:
-        cutoff = newest - self.keep_versions
-        for path in (folder / "versions").glob("*-v*.*"):
-            match = re.search(r"-v(\d+)\.", path.name)
-            if match and int(match.group(1)) <= cutoff:
-                path.unlink(missing_ok=True)
+    def _tidy(self, folder: Path) -> None:
+        """With the lock held: drop temp files a crash left, re-link ``mask.nii.gz`` if it lags."""
+        for place in (folder, folder / "versions"):
+            for leftover in place.glob(".tmp-*"):
+                try:
+                    leftover.unlink()
+                except OSError:
+                    pass
+        payload = _read_json(folder / "review.json")
+        if not isinstance(payload, dict) or problem_with(payload, folder, FORMAT_VERSION):
+            return
+        committed, current = confined(folder, payload["mask_file"]), folder / "mask.nii.gz"
+        if not committed.is_file():
+            return
+        try:
+            in_step = current.is_file() and (os.path.samefile(committed, current)
+                                             or sha256_of(committed) == sha256_of(current))
+        except OSError:
+            in_step = False
+        if not in_step:
+            self._publish_current_mask(folder, committed)
+
+    def _drop_version(self, folder: Path, number: int) -> None:
+        (folder / "versions" / _VERSION_FILE.format(number)).unlink(missing_ok=True)
+        (folder / _MASK_FILE.format(number)).unlink(missing_ok=True)
+
+    def _prune(self, folder: Path) -> None:
+        kept = self.versions(folder.parent.name, folder.name)
+        committed = _read_json(folder / "review.json")
+        current = committed.get("version") if isinstance(committed, dict) else None
+        for number in kept[:-self.keep_versions]:
+            if number != current:
+                self._drop_version(folder, number)
         fsync_dir(folder / "versions")
+
+
+def _stat_key(path: Path):
+    try:
+        info = path.stat()
+        return info.st_ino, info.st_mtime_ns, info.st_size
+    except OSError:
+        return None
 
 
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnicodeDecodeError):
         return None
 
 
 def _annotation_from_json(payload: dict, mask: np.ndarray, affine: np.ndarray) -> Annotation:
-    slices = payload.get("slices") or []
-    review = ReviewLog(SliceReview.from_json(entry) for entry in slices)
-    if len(review) != mask.shape[0]:
-        review = ReviewLog.fresh(mask.shape[0])
+    """An annotation from a review file that :func:`problem_with` has accepted."""
     return Annotation(
-        series_key=payload.get("series_key", ""),
-        annotator=payload.get("annotator", ""),
+        series_key=payload["series_key"],
+        annotator=payload["annotator"],
         mask=mask,
         affine=affine,
-        review=review,
+        review=ReviewLog(SliceReview.from_json(entry) for entry in payload["slices"]),
         proposals=payload.get("proposals") or {},
         current_slice=payload.get("current_slice"),
-        version=int(payload.get("version", 0)),
+        version=int(payload["version"]),
         saved_at=payload.get("saved_at"),
         extra=payload.get("extra") or {},
     )

@@ -170,3 +170,93 @@ def test_review_navigation():
 def test_default_store_place(tmp_path):
     assert AnnotationStore.for_study(tmp_path).root == tmp_path / ".ptx"
     assert AnnotationStore.for_study(tmp_path, tmp_path / "elsewhere").root == tmp_path / "elsewhere"
+
+
+def test_store_root_rule_finds_the_study_store_above_a_series_folder(tmp_path):
+    study = tmp_path / "study"
+    series = study / "sim" / "series-1"
+    series.mkdir(parents=True)
+    (series / "slice.dcm").write_bytes(b"x")
+    assert AnnotationStore.for_study(study).root == study / ".ptx"  # nothing yet: the folder named
+    (study / ".ptx").mkdir()
+    assert AnnotationStore.for_study(series).root == study / ".ptx"  # a sub-folder shares it
+    assert AnnotationStore.for_study(series / "slice.dcm").root == study / ".ptx"  # so does a file in it
+    assert AnnotationStore.for_study(series, tmp_path / "mine").root == tmp_path / "mine"  # --store wins
+
+
+def _stamped(store, vol, name, key, at, monkeypatch, voxel):
+    import ptx_annotator.review.store as store_module
+
+    monkeypatch.setattr(store_module.time, "time", lambda: at)
+    ann = store.load_or_empty(vol, name)
+    ann.mask[voxel] = 1
+    return store.save(ann, coalesce_key=key)
+
+
+def test_autosaves_of_one_visit_coalesce_and_a_restore_can_be_undone(tmp_path, monkeypatch):
+    vol = _small_volume()
+    store = AnnotationStore(tmp_path)
+    t0 = 1_000_000.0
+    _stamped(store, vol, "fay", 2, t0, monkeypatch, (2, 1, 1))
+    _stamped(store, vol, "fay", 2, t0 + 500, monkeypatch, (2, 1, 2))  # same visit (slice 2): replaces
+    assert store.versions(vol.key, "fay") == [2]
+    _stamped(store, vol, "fay", 3, t0 + 520, monkeypatch, (3, 1, 1))  # another slice, visit began 520 s ago
+    _stamped(store, vol, "fay", 4, t0 + 530, monkeypatch, (4, 1, 1))  # < 60 s after version 3 began: joins it
+    infos = store.list_versions(vol.key, "fay")
+    assert [(v.id, v.n_voxels) for v in infos] == [(2, 2), (4, 4)] and infos[-1].committed
+    restored = store.restore_version(vol.key, "fay", 2)
+    assert restored == 5 and store.load(vol.key, "fay").mask.sum() == 2
+    assert store.restore_version(vol.key, "fay", 4) == 6  # the restore itself is a version: undone
+    assert store.load(vol.key, "fay").mask.sum() == 4 and store.versions(vol.key, "fay") == [2, 4, 5, 6]
+
+
+def _edit_review(tmp_path, vol, name, change):
+    import json
+
+    store = AnnotationStore(tmp_path)
+    ann = store.load_or_empty(vol, name)
+    ann.mask[1, 3, 3] = 1
+    ann.review.mark(1, EDITED, by=name)
+    store.save(ann)
+    store.close()
+    path = tmp_path / vol.key / name / "review.json"
+    payload = json.loads(path.read_text())
+    path.write_text(json.dumps(change(payload)))
+    return AnnotationStore(tmp_path)
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda p: {**p, "slices": p["slices"][:-1]}, "5 slice states for a mask of 6"),
+    (lambda p: {}, "empty or not a JSON object"),
+    (lambda p: {**p, "mask_file": "../gus/mask.nii.gz"}, "not a file name inside"),
+    (lambda p: {**p, "mask_file": "/etc/passwd"}, "not a file name inside"),
+    (lambda p: {**p, "annotator": "gus"}, "names annotator 'gus'"),
+    (lambda p: {**p, "mask_sha256": "0" * 64}, "sha256 differs"),
+])
+def test_a_damaged_review_file_is_refused_and_recovered_in_one_command(tmp_path, change, reason):
+    from ptx_annotator.review.store import DamagedStoreError
+
+    vol = _small_volume()
+    store = _edit_review(tmp_path, vol, "hal", change)
+    with pytest.raises(DamagedStoreError, match=reason) as refused:
+        store.load(vol.key, "hal", vol)
+    assert "ptx-annotate store recover" in str(refused.value) and "--annotator hal" in str(refused.value)
+    restored, new = store.recover(vol.key, "hal")
+    again = store.load(vol.key, "hal", vol)
+    assert (restored, new) == (1, 2) and again.review[1].state == EDITED and again.mask[1, 3, 3] == 1
+
+
+def test_opening_for_writing_removes_leftover_temp_files_and_relinks_the_mask(tmp_path):
+    vol = _small_volume()
+    store = AnnotationStore(tmp_path)
+    ann = store.load_or_empty(vol, "ivy")
+    ann.mask[0, 0, 0] = 1
+    store.save(ann)
+    store.close()
+    folder = tmp_path / vol.key / "ivy"
+    (folder / ".tmp-review.json.abc").write_text("{")
+    (folder / "versions" / ".tmp-mask-v000002.nii.gz.x.nii.gz").write_bytes(b"half")
+    (folder / "mask.nii.gz").unlink()
+    AnnotationStore(tmp_path).lock(vol.key, "ivy")
+    assert not list(folder.rglob(".tmp-*"))
+    assert os.path.samefile(folder / "mask.nii.gz", folder / "versions" / "mask-v000001.nii.gz")
