@@ -38,6 +38,9 @@ def register(subparsers) -> None:
                         help="keep what a checkpoint finds outside the patient (by default air outside the chest wall "
                              "is dropped; use this when the field of view cuts through the chest wall)")
     parser.add_argument("--first-slice", type=int, metavar="Z", help="compute this slice first (0-based z index)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (the case-level answer: pneumothorax, sides, volumes, confidence; "
+                             "and where the proposal went) on standard output; progress lines go to standard error")
     parser.set_defaults(run=run)
 
 
@@ -66,7 +69,8 @@ def run(args) -> int:
     started = time.perf_counter()
     try:
         proposal = propose_volume(proposer, volume, first_slice=args.first_slice,
-                                  on_progress=lambda result: progress.update(1), keep_probabilities=False)
+                                  on_progress=lambda result: progress.update(1),
+                                  keep_probabilities=bool(args.json and args.checkpoint))
     finally:
         progress.close()
     elapsed = time.perf_counter() - started
@@ -76,16 +80,43 @@ def run(args) -> int:
         proposal.params["volume_postprocess"] = "3D components below min_component_mm3 dropped after all slices"
 
     voxels = int(proposal.mask.astype(bool).sum())
-    print(f"{len(proposal.slices_done)} slices in {elapsed:.2f} s ({len(proposal.slices_done) / max(elapsed, 1e-9):.2f} "
+    say = _printer(args.json)
+    say(f"{len(proposal.slices_done)} slices in {elapsed:.2f} s ({len(proposal.slices_done) / max(elapsed, 1e-9):.2f} "
           f"slices/s) with {proposal.source}")
-    print(f"predicted volume {voxels * volume.voxel_volume_ml:.2f} mL ({voxels} voxels)")
+    say(f"predicted volume {voxels * volume.voxel_volume_ml:.2f} mL ({voxels} voxels)")
 
     if args.out:
         _write_nifti(proposal.mask, volume.affine, args.out)
-        print(f"mask written to {args.out}")
+        say(f"mask written to {args.out}")
     if args.annotator or not args.out:
-        _write_store(args, volume, proposal)
+        _write_store(args, volume, proposal, say)
+    if args.json:
+        _print_json(args, volume, proposal, elapsed)
     return 0
+
+
+def _printer(to_stderr: bool):
+    """``print``, sent to standard error when standard output carries the JSON answer."""
+    import builtins
+
+    if not to_stderr:
+        return builtins.print
+    return lambda *parts, **kw: builtins.print(*parts, file=sys.stderr, **kw)
+
+
+def _print_json(args, volume, proposal, elapsed) -> None:
+    import json
+
+    from ptx_annotator.proposers.case import case_answer
+
+    answer = case_answer(proposal.mask, volume, probabilities=proposal.probabilities,
+                         evidence=proposal.params.get("evidence"))
+    payload = {"case": answer, **{k: answer[k] for k in ("pneumothorax", "sides", "volume_ml", "volume_right_ml",
+                                                          "volume_left_ml", "confidence")},
+               "source": proposal.source, "slices": len(proposal.slices_done), "seconds": round(elapsed, 3),
+               "out": args.out, "annotator": (args.annotator or DEFAULT_ANNOTATOR) if (args.annotator or not args.out)
+               else None}
+    sys.stdout.write(json.dumps(payload) + "\n")
 
 
 def _progress_bar(total: int, source: str):
@@ -103,7 +134,7 @@ def _write_nifti(mask, affine, out) -> None:
         save_mask_nifti(mask, affine, tmp)
 
 
-def _write_store(args, volume, proposal) -> None:
+def _write_store(args, volume, proposal, say=print) -> None:
     from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED
     from ptx_annotator.review.store import AnnotationStore
 
@@ -126,5 +157,5 @@ def _write_store(args, volume, proposal) -> None:
     finally:
         store.close()
     note = f"; {kept} slices already reviewed or flagged were kept as they were" if kept else ""
-    print(f"stored as annotator '{annotation.annotator}' (version {version}) in {store.root}: "
+    say(f"stored as annotator '{annotation.annotator}' (version {version}) in {store.root}: "
           f"{proposed} slices proposed{note}")

@@ -153,3 +153,50 @@ def test_predict_classical_default(ct_nifti, tmp_path, capsys):
     assert rc == 0, captured.err
     written, _ = load_mask_nifti(out)
     assert written.shape == (12, 512, 512) and "classical" in captured.out
+
+
+@pytest.fixture(scope="module")
+def simulated_right(tcia_volume):
+    from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
+
+    return simulate_pneumothorax(tcia_volume, side="right", fraction=0.1, seed=1)
+
+
+def test_predict_json_gives_the_case_level_answer(simulated_right, tcia_volume, tmp_path, capsys):
+    from ptx_annotator.io.ct_writer import write_ct_nifti
+
+    ct = write_ct_nifti(tcia_volume, simulated_right.volume.hu, tmp_path / "ptx.nii.gz")
+    rc = main(["predict", str(ct), "--json", "--out", str(tmp_path / "mask.nii.gz")])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    answer = json.loads(captured.out)  # standard output is the JSON object alone
+    assert answer["pneumothorax"] is True and answer["sides"] == ["right"]
+    assert answer["volume_left_ml"] < 1.0
+    assert abs(answer["volume_ml"] - simulated_right.volume_ml) < 0.2 * simulated_right.volume_ml
+    assert answer["volume_ml"] == pytest.approx(answer["volume_right_ml"] + answer["volume_left_ml"], abs=0.02)
+    assert 0.5 < answer["confidence"] <= 1.0 and answer["case"]["confidence"] == answer["confidence"]
+    assert "slices in" in captured.err  # the human lines moved to standard error
+
+
+def test_case_answer_sides_and_model_confidence(simulated_right, tcia_volume):
+    from ptx_annotator.anatomy import segment_thorax
+    from ptx_annotator.proposers.case import case_answer
+
+    anatomy = segment_thorax(tcia_volume)
+    truth = simulated_right.mask.astype(bool)
+    from ptx_annotator.anatomy import left_coordinate
+
+    left_mm = np.broadcast_to(left_coordinate(tcia_volume.affine, truth.shape), truth.shape)
+    lateral = np.percentile(left_mm[anatomy.lung_left], 90)
+    mirrored = anatomy.lung_left & (left_mm > lateral)  # a left "pneumothorax": the left lung's lateral tenth
+    both = truth | mirrored
+    probabilities = np.where(truth, 0.8, np.where(mirrored, 0.6, 0.05)).astype(np.float32)
+    answer = case_answer(both, simulated_right.volume, probabilities=probabilities, anatomy=anatomy)
+    assert answer["pneumothorax"] and answer["sides"] == ["right", "left"]
+    assert answer["volume_right_ml"] == pytest.approx(simulated_right.volume_ml, rel=0.02)
+    assert answer["confidence"] == pytest.approx(0.8, abs=0.01)  # the largest component is the right one
+
+    empty = case_answer(np.zeros_like(truth), tcia_volume, probabilities=np.full(truth.shape, 0.3, np.float32),
+                        anatomy=anatomy)
+    assert empty["pneumothorax"] is False and empty["sides"] == [] and empty["volume_ml"] == 0.0
+    assert empty["confidence"] == pytest.approx(0.7)
