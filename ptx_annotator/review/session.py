@@ -3,17 +3,30 @@
 A :class:`ReviewSession` holds the CT, the annotator's :class:`~ptx_annotator.review.store.Annotation`
 (mask + per-slice review log), the current proposal (mask and probabilities, filled slice by
 slice as a proposer yields them), the slice on screen and the store it saves to. The napari
-widget is a thin shell over it: every button calls one method here, and tests drive the same
-methods without a viewer.
+widget is a thin shell over it: every button calls one method here, views subscribe to
+:attr:`ReviewSession.events`, and tests drive the same methods without a viewer.
 
 Rules of the workflow
 ---------------------
 * A proposal slice replaces the annotator's mask only where no person has decided yet
   (state ``unreviewed`` with an empty mask, or ``proposed``); those slices become ``proposed``.
+  Re-thresholding follows the same rule, so it never changes a reviewed or flagged slice.
 * ``accept`` vouches for the slice as shown (the proposal unless edited); ``flag`` asks for a
-  second look; ``clear`` empties the slice and ``copy_proposal`` puts the proposal back, both
-  count as a person's edit (``edited`` / ``proposed``). Painting marks a slice ``edited``.
-* Saving never raises: a failure is kept in :attr:`last_save_error`, the work stays in memory.
+  second look; ``clear`` empties the slice (``edited``). Painting, and every tool of
+  :class:`~ptx_annotator.review.tools.ReviewTools` (brush, HU-limited brush, fill between slices,
+  grow region, copy the proposal into a range), marks the slices it changed ``edited``.
+* Every person's action is one undoable edit: :meth:`ReviewSession.undo` puts back the mask and
+  the review state of each slice it touched; :meth:`ReviewSession.restore_slice_state` does the
+  same for a slice a viewer's own undo restored.
+* Saving never raises: a failure is kept in :attr:`last_save_error` and sent as ``events.error``;
+  the work stays in memory.
+
+Events (psygnal, ``session.events``)
+------------------------------------
+``states_changed(list[int])``, ``mask_changed(list[int])``, ``proposal_changed(list[int])``: the z
+indices whose review state, annotator mask or proposal changed (one emission per action);
+``slice_changed(int)``: the current slice; ``saved(int)``: the version written;
+``error(str)``: a one-line message (a failed save).
 """
 
 from __future__ import annotations
@@ -22,15 +35,31 @@ from copy import deepcopy
 from dataclasses import dataclass, replace
 
 import numpy as np
+from psygnal import Signal, SignalGroup
 from scipy import ndimage as ndi
 
 from ptx_annotator.errors import PtxError
 from ptx_annotator.proposers.contract import SliceResult
-from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED, ReviewLog, utc_now
+from ptx_annotator.review.history import Edit, EditHistory, EditingMixin
+from ptx_annotator.review.ranking import SliceRanker, next_in_order
+from ptx_annotator.review.states import (ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED, ReviewLog,
+                                         review_provenance, utc_now)
 from ptx_annotator.review.store import Annotation, AnnotationStore
+from ptx_annotator.review.tools import ReviewTools
 from ptx_annotator.volume import Volume
 
 SIDES = ("right", "left")
+
+
+class SessionEvents(SignalGroup):
+    """What a :class:`ReviewSession` tells its views (see the module doc)."""
+
+    states_changed = Signal(list)
+    mask_changed = Signal(list)
+    proposal_changed = Signal(list)
+    slice_changed = Signal(int)
+    saved = Signal(int)
+    error = Signal(str)
 
 
 @dataclass
@@ -42,9 +71,10 @@ class SaveSnapshot:
     current_slice: int
     proposal: np.ndarray | None = None  # a copy of the proposal overlay when it changed since the last save
     proposal_changes: int = 0
+    coalesce_key: str | None = None  # an autosave: joins the newest version of the same visit / minute
 
 
-class ReviewSession:
+class ReviewSession(EditingMixin, ReviewTools):
     """One annotator reviewing one series.
 
     Parameters
@@ -64,11 +94,14 @@ class ReviewSession:
         self.volume = volume
         self.annotation = annotation
         self.store = store
+        self.events = SessionEvents()
+        self.history = EditHistory()
         self.proposal_mask = np.zeros(volume.shape, dtype=np.uint8)
         self.proposal_probabilities: np.ndarray | None = None
         self.proposal_source: str | None = None
         self.proposal_params: dict = {}
-        self.proposed_slices: set[int] = set()
+        #: Slices the current proposal covers (a proposer streams them in).
+        self.proposal_indices: set[int] = set()
         self.threshold = 0.5
         self._changes = self._saved_changes = 0
         self._proposal_changes = self._saved_proposal_changes = 0
@@ -77,6 +110,11 @@ class ReviewSession:
         start = annotation.current_slice
         self.current_slice = int(start) if start is not None and 0 <= int(start) < n else n // 2
         self._saved_slice = annotation.current_slice
+        self._known_mask = annotation.mask.copy()  # the mask as this session last saw it (before a viewer's stroke)
+        self._current_edit: Edit | None = None
+        self._depth = 0
+        self._pending: dict[str, set[int]] = {"states": set(), "mask": set(), "proposal": set()}
+        self.ranker = SliceRanker(annotation.mask)
         self._side_of_pixel = _SideMaps(volume)
         self._side_counts = np.zeros((n, 2), dtype=np.int64)
         for z in range(n):
@@ -110,6 +148,23 @@ class ReviewSession:
     def state(self, index: int | None = None) -> str:
         return self.annotation.review[self.current_slice if index is None else index].state
 
+    def proposed_slices(self) -> list[int]:
+        """Slices showing machine output nobody has reviewed yet (state ``proposed``)."""
+        return [z for z, state in enumerate(self.states()) if state == PROPOSED]
+
+    def empty_proposed_slices(self) -> list[int]:
+        """The proposed slices whose mask is empty (the proposer found nothing there)."""
+        return [z for z in self.proposed_slices() if not self.annotation.mask[z].any()]
+
+    def provenance(self) -> dict:
+        """Slice counts per state and voxels by who decided (:func:`~ptx_annotator.review.states.review_provenance`)."""
+        return review_provenance(self.annotation.review, self.annotation.mask)
+
+    @property
+    def has_probabilities(self) -> bool:
+        """Whether the proposal can be re-thresholded (the classical proposer gives no probabilities)."""
+        return self.proposal_probabilities is not None
+
     # -- navigation ----------------------------------------------------------------------------
     def go_to(self, index: int, autosave: bool = True) -> bool:
         """Make ``index`` the current slice; saves pending work first. Returns whether it moved."""
@@ -120,15 +175,29 @@ class ReviewSession:
         self._count_slice(self.current_slice)  # catches edits made behind our back (e.g. undo)
         if not np.array_equal(before, self._side_counts[self.current_slice]):
             self.dirty = True
+        left = self.current_slice
         self.current_slice = index
         self.annotation.current_slice = index
+        self.events.slice_changed.emit(index)
         if autosave and self.dirty:
-            self.save()
+            self.save(coalesce_key=visit_key(left))
         return True
 
-    def next_needing_review(self, step: int = 1) -> int | None:
-        """Go to the nearest slice after (step 1) or before (step -1) that needs review."""
-        target = self.annotation.review.next_needing_review(self.current_slice, step)
+    def next_slice(self, current: int | None = None, direction: int = 1, ranked: bool = True) -> int | None:
+        """The next slice needing review after ``current`` (default: the current slice); no move.
+
+        ``ranked`` orders by need (:mod:`ptx_annotator.review.ranking`) and ``direction`` -1 steps
+        back in that order; ``ranked=False`` is the plain slice order. None when none is left.
+        """
+        current = self.current_slice if current is None else int(current)
+        step = 1 if direction >= 0 else -1
+        if not ranked:
+            return self.annotation.review.next_needing_review(current, step)
+        return next_in_order(self.ranker.order(self.states()), current, step)
+
+    def next_needing_review(self, step: int = 1, ranked: bool = False) -> int | None:
+        """Go to the next slice needing review (see :meth:`next_slice`); returns it or None."""
+        target = self.next_slice(self.current_slice, step, ranked)
         if target is not None:
             self.go_to(target)
         return target
@@ -136,38 +205,53 @@ class ReviewSession:
     # -- review actions ------------------------------------------------------------------------
     def accept(self, index: int | None = None) -> None:
         """The slice's mask as shown is right (the proposal, unless it was edited)."""
-        z = self._index(index)
-        if self.state(z) == UNREVIEWED and z in self.proposed_slices and not self.annotation.mask[z].any():
-            self._set_mask_slice(z, self.proposal_mask[z])
-        state = EDITED if self.state(z) == EDITED else ACCEPTED
-        self._mark(z, state, source=self.proposal_source if state == ACCEPTED else None)
+        self.accept_slices([self._index(index)])
+
+    def accept_slices(self, indices) -> list[int]:
+        """Accept several slices as one undoable edit (edited slices stay ``edited``); returns them."""
+        slices = sorted({self._index(i) for i in indices})
+        with self._edit("accept"):
+            for z in slices:
+                source = None
+                if self.state(z) == UNREVIEWED and z in self.proposal_indices and not self.annotation.mask[z].any():
+                    self._set_mask_slice(z, self.proposal_mask[z])
+                    source = self.proposal_source
+                state = EDITED if self.state(z) == EDITED else ACCEPTED
+                self._mark(z, state, source=source)
+        return slices
+
+    def accept_empty_proposed(self) -> list[int]:
+        """Accept every proposed slice with an empty mask in one go; returns them."""
+        return self.accept_slices(self.empty_proposed_slices())
 
     def flag(self, index: int | None = None) -> None:
         """Ask for a second look at this slice (mask unchanged)."""
-        self._mark(self._index(index), FLAGGED)
+        with self._edit("flag"):
+            self._mark(self._index(index), FLAGGED)
 
     def clear(self, index: int | None = None) -> None:
         """Empty the slice's mask: a person decided there is no pneumothorax here."""
         z = self._index(index)
-        self._set_mask_slice(z, 0)
-        self._mark(z, EDITED)
-
-    def copy_proposal(self, index: int | None = None) -> None:
-        """Replace the slice's mask by the proposal (state back to ``proposed``)."""
-        z = self._index(index)
-        if z not in self.proposed_slices:
-            raise PtxError(f"Slice {z} has no proposal yet: run Propose first.")
-        self._set_mask_slice(z, self.proposal_mask[z])
-        self._mark(z, PROPOSED, source=self.proposal_source)
+        with self._edit("clear"):
+            self._set_mask_slice(z, 0)
+            self._mark(z, EDITED)
 
     def mark_edited(self, indices=None) -> None:
-        """Record that a person painted or erased on these slices (default: the current one)."""
-        for z in sorted({self.current_slice} if indices is None else {int(i) for i in indices}):
-            if 0 <= z < self.n_slices:
-                self._count_slice(z)
-                if self.state(z) != EDITED:
-                    self._mark(z, EDITED)
-                self.dirty = True
+        """Record that a person painted or erased on these slices (default: the current one).
+
+        The strokes were made straight into the shared mask array; the slices as the session saw
+        them before are kept, so :meth:`undo` restores both mask and state.
+        """
+        with self._edit("paint"):
+            for z in sorted({self.current_slice} if indices is None else {int(i) for i in indices}):
+                if 0 <= z < self.n_slices:
+                    self._capture(z)
+                    self._known_mask[z] = self.annotation.mask[z]
+                    self._count_slice(z)
+                    self._pending["mask"].add(z)
+                    if self.state(z) != EDITED:
+                        self._mark(z, EDITED)
+                    self.dirty = True
 
     # -- proposals -----------------------------------------------------------------------------
     def begin_proposal(self, source: str, params: dict | None = None, with_probabilities: bool = True) -> None:
@@ -176,18 +260,23 @@ class ReviewSession:
         self.proposal_probabilities = np.zeros(self.volume.shape, np.float32) if with_probabilities else None
         self.proposal_source = source
         self.proposal_params = dict(params or {})
-        self.proposed_slices = set()
+        self.proposal_indices = set()
+        self.ranker.set_probabilities(self.proposal_probabilities, self.threshold)
+        with self._batch():
+            self._pending["proposal"].update(range(self.n_slices))
 
     def add_proposal_slice(self, result: SliceResult) -> bool:
         """Take one slice from a proposer; returns whether the annotator's mask changed."""
         z = int(result.index)
         if self.proposal_source is None:
             self.begin_proposal("unknown")
-        self.proposal_mask[z] = np.asarray(result.mask, dtype=np.uint8) > 0
-        if self.proposal_probabilities is not None and result.probability is not None:
-            self.proposal_probabilities[z] = result.probability
-        self.proposed_slices.add(z)
-        return self._offer_proposal(z)
+        with self._batch():
+            self.proposal_mask[z] = np.asarray(result.mask, dtype=np.uint8) > 0
+            if self.proposal_probabilities is not None and result.probability is not None:
+                self.proposal_probabilities[z] = result.probability
+            self.proposal_indices.add(z)
+            self._pending["proposal"].add(z)
+            return self._offer_proposal(z)
 
     def finish_proposal(self, completed: bool) -> None:
         """Record the proposal in the annotation (which proposer, with what settings, complete or not)."""
@@ -196,7 +285,8 @@ class ReviewSession:
         self.annotation.proposals.pop(self.proposal_source, None)  # the newest run goes last
         self.annotation.proposals[self.proposal_source] = {
             "source": self.proposal_source, "created": utc_now(), "params": self.proposal_params,
-            "completed": bool(completed), "slices": len(self.proposed_slices), "threshold": self.threshold,
+            "completed": bool(completed), "slices": len(self.proposal_indices), "threshold": self.threshold,
+            "with_probabilities": self.has_probabilities,
         }
         self._proposal_changes += 1
         self.dirty = True
@@ -209,20 +299,30 @@ class ReviewSession:
         record = records[-1] if records else None  # the newest run comes last
         self.proposal_source = (record or {}).get("source") or "kept proposal"
         self.proposal_params = dict((record or {}).get("params") or {})
-        self.proposed_slices = set(range(self.n_slices))
+        self.proposal_indices = set(range(self.n_slices))
+        self.ranker.set_probabilities(None, self.threshold)
+        with self._batch():
+            self._pending["proposal"].update(range(self.n_slices))
 
     def set_threshold(self, threshold: float) -> list[int]:
-        """Re-threshold the stored probabilities; returns the slices whose proposal changed."""
-        self.threshold = float(threshold)
+        """Re-threshold the stored probabilities; returns the slices whose proposal changed.
+
+        Without probabilities (the classical proposer, a kept proposal) nothing changes. Only
+        slices nobody decided on take the new proposal; reviewed and flagged slices never change.
+        """
         if self.proposal_probabilities is None:
             return []
+        self.threshold = float(threshold)
+        self.ranker.set_probabilities(self.proposal_probabilities, self.threshold)
         changed = []
-        for z in sorted(self.proposed_slices):
-            new = (self.proposal_probabilities[z] >= self.threshold).astype(np.uint8)
-            if not np.array_equal(new, self.proposal_mask[z]):
-                self.proposal_mask[z] = new
-                self._offer_proposal(z)
-                changed.append(z)
+        with self._batch():
+            for z in sorted(self.proposal_indices):
+                new = (self.proposal_probabilities[z] >= self.threshold).astype(np.uint8)
+                if not np.array_equal(new, self.proposal_mask[z]):
+                    self.proposal_mask[z] = new
+                    self._pending["proposal"].add(z)
+                    self._offer_proposal(z)
+                    changed.append(z)
         if changed:
             self._proposal_changes += 1
             self.dirty = True
@@ -266,18 +366,26 @@ class ReviewSession:
         else:
             self._saved_changes = self._changes
 
-    def save(self) -> bool:
-        """Write the annotation through the store; never raises (see :attr:`last_save_error`)."""
-        snapshot = self.snapshot()
+    def save(self, coalesce_key: str | None = None) -> bool:
+        """Write the annotation through the store; never raises (see :attr:`last_save_error`).
+
+        ``coalesce_key`` marks an autosave (see :meth:`autosave`); without it a new version is added.
+        """
+        snapshot = self.snapshot(coalesce_key)
         return self.finish_save(snapshot, self.write_snapshot(snapshot))
 
-    def snapshot(self) -> "SaveSnapshot":
+    def autosave(self) -> bool:
+        """Save as an autosave of the current slice's visit: the store coalesces it with the
+        newest version of the same visit (or of the last minute), so the kept versions reach back hours."""
+        return self.save(coalesce_key=visit_key(self.current_slice))
+
+    def snapshot(self, coalesce_key: str | None = None) -> "SaveSnapshot":
         """A private copy of the annotation as it is now, for :meth:`write_snapshot` (any thread)."""
         self.annotation.current_slice = self.current_slice
         copy = replace(self.annotation, mask=self.annotation.mask.copy(), review=ReviewLog(self.annotation.review),
                        proposals=deepcopy(self.annotation.proposals), extra=deepcopy(self.annotation.extra))
         proposal = self.proposal_mask.copy() if self._proposal_changes != self._saved_proposal_changes else None
-        return SaveSnapshot(copy, self._changes, self.current_slice, proposal, self._proposal_changes)
+        return SaveSnapshot(copy, self._changes, self.current_slice, proposal, self._proposal_changes, coalesce_key)
 
     def write_snapshot(self, snapshot: "SaveSnapshot") -> str | None:
         """Save a snapshot; returns None, or the message saying why it failed. Safe off the GUI thread."""
@@ -288,7 +396,10 @@ class ReviewSession:
                 annotation = snapshot.annotation
                 self.store.save_proposal(annotation.series_key, annotation.annotator, snapshot.proposal,
                                          annotation.affine)
-            self.store.save(snapshot.annotation)
+            if snapshot.coalesce_key is None:
+                self.store.save(snapshot.annotation)
+            else:
+                self.store.save(snapshot.annotation, coalesce_key=snapshot.coalesce_key)
         except (PtxError, OSError, ValueError) as exc:
             return f"Could not save the annotation of '{self.annotator}': {exc}. Your work is kept in memory."
         return None
@@ -297,6 +408,7 @@ class ReviewSession:
         """Take note of a finished save (changes made since the snapshot stay pending)."""
         self.last_save_error = error
         if error is not None:
+            self.events.error.emit(error)
             return False
         if self.store is not None:
             self.annotation.version = max(self.annotation.version, snapshot.annotation.version)
@@ -305,6 +417,8 @@ class ReviewSession:
         if snapshot.proposal is not None:
             self._saved_proposal_changes = max(self._saved_proposal_changes, snapshot.proposal_changes)
         self._saved_slice = snapshot.current_slice
+        if self.store is not None:
+            self.events.saved.emit(int(snapshot.annotation.version))
         return True
 
     def close(self) -> bool:
@@ -323,13 +437,18 @@ class ReviewSession:
         return z
 
     def _set_mask_slice(self, z: int, values) -> None:
+        self._capture(z)
         self.annotation.mask[z] = values
+        self._known_mask[z] = self.annotation.mask[z]
         self._count_slice(z)
         self.dirty = True
+        self._note("mask", z)
 
     def _mark(self, z: int, state: str, source: str | None = None, by: str | None = None) -> None:
+        self._capture(z)
         self.annotation.review.mark(z, state, by or self.annotator, source=source)
         self.dirty = True
+        self._note("states", z)
 
     def _count_slice(self, z: int) -> None:
         painted = self.annotation.mask[z] > 0
@@ -343,6 +462,11 @@ class ReviewSession:
         on_left = np.bincount(labels[self._side_of_pixel[z]], minlength=count + 1)[1:]
         left = int(sizes[2 * on_left > sizes].sum())
         self._side_counts[z] = (int(sizes.sum()) - left, left)
+
+
+def visit_key(index: int) -> str:
+    """The coalescing key of the autosaves made while slice ``index`` is on screen."""
+    return f"slice {int(index)}"
 
 
 class _SideMaps:

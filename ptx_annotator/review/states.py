@@ -17,6 +17,19 @@ STATES = (UNREVIEWED, PROPOSED, ACCEPTED, EDITED, FLAGGED)
 REVIEWED_STATES = (ACCEPTED, EDITED)
 #: States that still need a person's attention.
 NEEDS_REVIEW_STATES = (UNREVIEWED, PROPOSED, FLAGGED)
+#: One colour per state, used by the viewer's state strip and by every report: grey = nobody yet,
+#: amber = machine output nobody vouched for, green = accepted as shown, blue = a person's edit,
+#: red = asks for a second look.
+STATE_COLORS = {
+    UNREVIEWED: "#5c5c5c",
+    PROPOSED: "#e6b400",
+    ACCEPTED: "#2ea043",
+    EDITED: "#2f81f7",
+    FLAGGED: "#e5534b",
+}
+#: An export whose mask voxels lie mostly (more than this share) on slices no person reviewed is
+#: machine output, not the reader's: it is refused unless asked for explicitly, and labelled so.
+MAX_UNREVIEWED_SHARE = 0.5
 
 
 def utc_now() -> str:
@@ -76,3 +89,35 @@ class ReviewLog(list):
                 return index
             index += step
         return None
+
+
+def review_provenance(review: "ReviewLog", mask) -> dict:
+    """How much of a mask a person vouches for: slice counts per state and voxels by who decided.
+
+    Keys: ``n_slices``; ``reviewed_slices`` (accepted + edited); ``proposed_slices`` (machine output
+    nobody looked at yet); ``accepted_slices``, ``edited_slices``, ``flagged_slices``,
+    ``unreviewed_slices``; ``reviewed_voxels`` and ``unreviewed_voxels`` (mask voxels on reviewed
+    and on all other slices) and ``unreviewed_share`` (the latter's share of all mask voxels, 0
+    for an empty mask); ``mostly_unreviewed`` (share above :data:`MAX_UNREVIEWED_SHARE`).
+    """
+    import numpy as np
+
+    per_slice = (np.asarray(mask) > 0).reshape(len(review), -1).sum(axis=1)
+    reviewed = np.array([entry.state in REVIEWED_STATES for entry in review], dtype=bool)
+    counts = review.counts()
+    reviewed_voxels, unreviewed_voxels = int(per_slice[reviewed].sum()), int(per_slice[~reviewed].sum())
+    total = reviewed_voxels + unreviewed_voxels
+    share = unreviewed_voxels / total if total else 0.0
+    return {
+        "n_slices": len(review),
+        "reviewed_slices": int(reviewed.sum()),
+        "proposed_slices": counts[PROPOSED],
+        "accepted_slices": counts[ACCEPTED],
+        "edited_slices": counts[EDITED],
+        "flagged_slices": counts[FLAGGED],
+        "unreviewed_slices": counts[UNREVIEWED],
+        "reviewed_voxels": reviewed_voxels,
+        "unreviewed_voxels": unreviewed_voxels,
+        "unreviewed_share": round(share, 4),
+        "mostly_unreviewed": bool(share > MAX_UNREVIEWED_SHARE),
+    }

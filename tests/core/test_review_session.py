@@ -89,8 +89,8 @@ def test_accept_flag_clear_copy_change_state_and_mask(case, store):
     assert session.state(z) == FLAGGED
     session.clear()
     assert session.state(z) == EDITED and not session.annotation.mask[z].any()
-    session.copy_proposal()
-    assert session.state(z) == PROPOSED
+    session.copy_proposal()  # a person chose the proposal for this slice: their edit
+    assert session.state(z) == EDITED and session.annotation.review[z].source == "truth-test"
     assert np.array_equal(session.annotation.mask[z], case.truth[z])
     with pytest.raises(PtxError):
         session.accept(99)
@@ -106,7 +106,7 @@ def test_accept_an_unreviewed_slice_takes_the_proposal_when_the_mask_is_empty(ca
     session = ReviewSession.open(case.volume, None, "alice")
     session.proposal_source = "truth-test"
     session.proposal_mask[5] = case.truth[5]
-    session.proposed_slices.add(5)
+    session.proposal_indices.add(5)
     session.accept(5)
     assert session.state(5) == ACCEPTED
     assert np.array_equal(session.annotation.mask[5], case.truth[5])
@@ -179,7 +179,7 @@ def test_failed_save_keeps_the_work_and_says_why(case, store, monkeypatch):
     session.annotation.mask[2, 5:9, 5:9] = 1
     session.mark_edited([2])
 
-    def broken_save(annotation):
+    def broken_save(annotation, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store, "save", broken_save)
