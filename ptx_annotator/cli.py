@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"{commands.__name__}.{module_info.name}")
         module.register(subparsers)
+    from ptx_annotator.commands._dicomweb_args import add_auth_argument
+
+    for subparser in subparsers.choices.values():  # every STUDY may be a DICOMweb URL
+        add_auth_argument(subparser)
     return parser
 
 
@@ -57,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from ptx_annotator.commands._common import resolve_study_sources
+
+        args = resolve_study_sources(args)
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -66,11 +73,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, MemoryError) as exc:
+    except (OSError, OverflowError) as exc:
         if args.debug:
             raise
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"{PROG}: error: {type(exc).__name__}{where}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        from ptx_annotator.commands._errors import os_error_message, overflow_message
+
+        text = overflow_message(exc) if isinstance(exc, OverflowError) else os_error_message(exc)
+        print(f"{PROG}: error: {text}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: not enough memory for this input; try a smaller one or close other programs.",
+              file=sys.stderr)
         return 2
     except Exception as exc:  # last resort: one readable line, never a traceback
         if args.debug or os.environ.get("PTX_DEBUG"):

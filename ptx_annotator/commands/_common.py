@@ -11,6 +11,14 @@ def add_store_arguments(parser) -> None:
                         help="SeriesInstanceUID when the study holds several series")
 
 
+def add_mask_value_arguments(parser) -> None:
+    """``--label N`` / ``--threshold T``: which values of a mask file are content (default: any non-zero)."""
+    parser.add_argument("--label", type=float, default=None, metavar="N",
+                        help="take only voxels with this label value (default: every non-zero value is content)")
+    parser.add_argument("--threshold", type=float, default=None, metavar="T",
+                        help="take voxels with values >= T (a probability map)")
+
+
 def open_study(study, args):
     """The CT volume of ``study`` and its annotation store, from ``--series`` and ``--store``."""
     from ptx_annotator.io import load_volume
@@ -18,3 +26,13 @@ def open_study(study, args):
 
     volume = load_volume(study, getattr(args, "series", None))
     return volume, AnnotationStore.for_study(study, getattr(args, "store", None))
+
+
+def resolve_study_sources(args):
+    """DICOMweb study URLs in ``args`` become local cached series folders (and a user ``--store``).
+
+    Called once by the CLI before any subcommand runs; see :mod:`ptx_annotator.commands._dicomweb_args`.
+    """
+    from ptx_annotator.commands._dicomweb_args import resolve_study_urls
+
+    return resolve_study_urls(args)
