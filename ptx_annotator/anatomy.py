@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from ptx_annotator.geometry import voxel_volume_ml
 from ptx_annotator.volume import Volume
 
 #: Voxels below this HU count as air-filled (lung parenchyma, airways, pleural or outside air).
@@ -107,7 +108,7 @@ def segment_thorax(volume: Volume) -> ThoraxAnatomy:
     air_s = (small < AIR_HU) & body_s
     airways_s = _airways(small, body_s, small_affine, pixel_mm, volume.spacing[0])
     lung_r_s, lung_l_s = _lungs(air_s & ~ndi.binary_dilation(airways_s, _IN_PLANE_4), small_affine,
-                                np.prod(pixel_mm) * volume.spacing[0] / 1000.0)
+                                voxel_volume_ml(small_affine))
     hemi_r_s = _hemithorax(lung_r_s, body_s, pixel_mm)
     hemi_l_s = _hemithorax(lung_l_s, body_s, pixel_mm) & ~hemi_r_s
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from ptx_annotator import metrics
 from ptx_annotator.errors import GeometryMismatchError, PtxError
+from ptx_annotator.geometry import bounding_box
 from ptx_annotator.volume import check_same_geometry
 
 #: Values of the disagreement map (a napari Labels layer).
@@ -135,7 +136,7 @@ def staple(masks, threshold: float = 0.5, margin=STAPLE_MARGIN) -> StapleResult:
     for mask in masks:
         union |= mask
     probability = np.zeros(shape, dtype=np.float32)
-    box = _box(union, margin)
+    box = bounding_box(union, margin)
     if box is None:  # nobody marked anything
         n = len(masks)
         return StapleResult(probability, np.zeros(shape, np.uint8), [1.0] * n, [1.0] * n, 0)
@@ -151,13 +152,6 @@ def staple(masks, threshold: float = 0.5, margin=STAPLE_MARGIN) -> StapleResult:
         specificity=[float(v) for v in staple_filter.GetSpecificity()],
         iterations=int(staple_filter.GetElapsedIterations()),
     )
-
-
-def _box(mask: np.ndarray, margin) -> tuple[slice, ...] | None:
-    box = metrics.bounding_box(mask, margin=0)
-    if box is None:
-        return None
-    return tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(box, margin, mask.shape))
 
 
 # -- whole comparison --------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import numpy as np
 
 from ptx_annotator.atomic import atomic_path
 from ptx_annotator.errors import GeometryMismatchError, PtxError
+from ptx_annotator.geometry import reorient_onto
 from ptx_annotator.review.states import ACCEPTED, EDITED, PROPOSED, REVIEWED_STATES, UNREVIEWED, SliceReview, utc_now
 from ptx_annotator.review.store import Annotation, AnnotationStore, safe_annotator_name
 from ptx_annotator.volume import Volume, check_same_geometry
@@ -235,36 +236,6 @@ def place_on_grid(data: np.ndarray, affine: np.ndarray, volume: Volume, what: st
     if kept:
         mask[tuple(slice(int(a), int(b)) for a, b in zip(low, high))] = data[inside]
     return mask
-
-
-def reorient_onto(data: np.ndarray, affine: np.ndarray, target_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Permute and flip ``data``'s axes so its index axes run like ``target_affine``'s.
-
-    Only exact axis permutations and flips are done (no resampling); when the axes are not a signed
-    permutation of the target's, the data is returned unchanged and the geometry check refuses it.
-    """
-    affine = np.asarray(affine, dtype=float)
-    target = np.asarray(target_affine, dtype=float)
-    try:
-        relation = np.linalg.solve(target[:3, :3], affine[:3, :3])  # column j: target-index step per data axis j
-    except np.linalg.LinAlgError:
-        return data, affine
-    signed = np.round(relation)
-    if not np.allclose(relation, signed, atol=1e-3) or sorted(np.abs(signed).sum(axis=0)) != [1, 1, 1] \
-            or sorted(np.abs(signed).sum(axis=1)) != [1, 1, 1]:
-        return data, affine
-    out, out_affine = np.asarray(data), affine.copy()
-    for axis in range(3):  # flip data axes that run backwards along their target axis
-        if signed[:, axis].sum() < 0:
-            n = out.shape[axis]
-            out = np.flip(out, axis=axis)
-            out_affine[:3, 3] += out_affine[:3, axis] * (n - 1)
-            out_affine[:3, axis] *= -1
-    order = [int(np.argmax(np.abs(signed[t]))) for t in range(3)]  # data axis feeding target axis t
-    out = np.transpose(out, order)
-    permuted = out_affine.copy()
-    permuted[:3, :3] = out_affine[:3, order]
-    return np.ascontiguousarray(out), permuted
 
 
 def import_mask(volume: Volume, store: AnnotationStore, annotator: str, path, *, replace: bool = False,

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ptx_annotator.geometry import bounding_box as _geometry_box, union_box, voxel_volume_ml
+
 #: 6-connected (face) neighbourhood used to find surface voxels.
 FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
 
@@ -163,7 +165,7 @@ def auc(reference, probability) -> float | None:
 # -- volumes -----------------------------------------------------------------------------------
 def volume_ml(mask, spacing) -> float:
     """Foreground volume in mL (cm^3) for voxel ``spacing`` in mm."""
-    return float(np.count_nonzero(mask)) * float(np.prod(spacing)) / 1000.0
+    return float(np.count_nonzero(mask)) * voxel_volume_ml(spacing)
 
 
 def volume_metrics(reference, test, spacing) -> dict:
@@ -221,28 +223,13 @@ def surface(mask) -> np.ndarray:
 
 
 def bounding_box(mask, margin: int = 1) -> tuple[slice, ...] | None:
-    """Slices of the bounding box of the foreground, grown by ``margin`` and clipped to the grid."""
-    mask = as_bool(mask)
-    box = []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=others))
-        if hits.size == 0:
-            return None
-        box.append(slice(max(0, int(hits[0]) - margin), min(mask.shape[axis], int(hits[-1]) + 1 + margin)))
-    return tuple(box)
+    """Slices of the bounding box of the foreground, grown by ``margin`` (:func:`ptx_annotator.geometry.bounding_box`)."""
+    return _geometry_box(as_bool(mask), margin)
 
 
 def _union_box(a: np.ndarray, b: np.ndarray, margin: int) -> tuple[slice, ...] | None:
     """Bounding box of a | b without building the full union volume."""
-    box = []
-    for axis in range(a.ndim):
-        others = tuple(x for x in range(a.ndim) if x != axis)
-        hits = np.flatnonzero(a.any(axis=others) | b.any(axis=others))
-        if hits.size == 0:
-            return None
-        box.append(slice(max(0, int(hits[0]) - margin), min(a.shape[axis], int(hits[-1]) + 1 + margin)))
-    return tuple(box)
+    return union_box(_geometry_box(a, margin), _geometry_box(b, margin))
 
 
 def surface_distances(reference, test, spacing) -> tuple[np.ndarray, np.ndarray]:

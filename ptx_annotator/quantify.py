@@ -3,10 +3,11 @@
 Definitions
 -----------
 Side
-    Patient sides from the volume's affine, never from image columns. A pneumothorax voxel inside
-    the right (left) hemithorax of :func:`ptx_annotator.anatomy.segment_thorax` is right (left);
-    a voxel in neither is assigned by the mid-sagittal plane, the patient-left coordinate halfway
-    between the two hemithorax centroids (or the body centroid when a hemithorax is missing).
+    The one side rule of :mod:`ptx_annotator.geometry`: patient sides from the volume's affine,
+    never from image columns. A pneumothorax voxel inside the right (left) hemithorax of
+    :func:`ptx_annotator.anatomy.segment_thorax` is right (left); a voxel in neither is assigned by
+    the mid-sagittal plane, the patient-left coordinate halfway between the two hemithorax
+    centroids (or the body centroid when a hemithorax is missing).
 Hemithorax share (Do et al. 2012)
     Pneumothorax volume of one side divided by that side's hemithorax volume, where the
     hemithorax is the pleural cavity (lung + pleural space) united with the pneumothorax voxels
@@ -37,12 +38,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ptx_annotator.errors import GeometryMismatchError
+from ptx_annotator.geometry import SIDES, PatientSides, bounding_box, voxel_volume_ml
 from ptx_annotator.volume import Volume
 
 BTS_LARGE_RIM_MM = 20.0
 #: Margin (mm) around a side's pneumothorax within which the nearest chest wall is searched first.
 SEARCH_MARGIN_MM = 40.0
-SIDES = ("right", "left")
 
 
 @dataclass
@@ -76,17 +77,6 @@ class Quantification:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def voxel_volume_ml(affine: np.ndarray) -> float:
-    """Volume of one voxel in mL (exact for oblique grids too)."""
-    return abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / 1000.0
-
-
-def patient_left_mm(affine: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Patient-left coordinate (LPS x, mm) of (n, 3) voxel indices (z, y, x)."""
-    affine = np.asarray(affine, dtype=float)
-    return indices @ affine[0, :3] + affine[0, 3]
-
-
 def quantify(mask: np.ndarray, volume: Volume, anatomy=None) -> Quantification:
     """Measure a pneumothorax mask on its CT (see the module doc for the definitions).
 
@@ -109,8 +99,9 @@ def quantify(mask: np.ndarray, volume: Volume, anatomy=None) -> Quantification:
         anatomy = segment_thorax(volume)
     voxel_ml = voxel_volume_ml(volume.affine)
     notes: list[str] = []
-    midline = _midline(anatomy, volume.affine, notes)
-    sides = _assign_sides(mask, anatomy, volume.affine, midline)
+    patient_sides = PatientSides(anatomy, volume.affine, notes=notes)
+    midline = patient_sides.midline
+    sides = patient_sides.split(mask)
     hemithorax = {"right": anatomy.hemithorax_right, "left": anatomy.hemithorax_left}
     result = Quantification(
         volume_ml=float(mask.sum()) * voxel_ml,
@@ -155,33 +146,6 @@ def quantify(mask: np.ndarray, volume: Volume, anatomy=None) -> Quantification:
     return result
 
 
-def _midline(anatomy, affine: np.ndarray, notes: list) -> float:
-    centres = []
-    for region in (anatomy.hemithorax_right, anatomy.hemithorax_left):
-        if region.any():
-            centres.append(float(patient_left_mm(affine, np.argwhere(region)[:: 50].astype(float)).mean()))
-    if len(centres) == 2:
-        return (centres[0] + centres[1]) / 2
-    if anatomy.body.any():
-        notes.append("Only one hemithorax was found; the body's centre stands in for the midline.")
-        return float(patient_left_mm(affine, np.argwhere(anatomy.body)[:: 50].astype(float)).mean())
-    notes.append("No body was found; the volume's centre stands in for the midline.")
-    centre = (np.array(anatomy.body.shape, dtype=float) - 1) / 2
-    return float(patient_left_mm(affine, centre[None])[0])
-
-
-def _assign_sides(mask: np.ndarray, anatomy, affine: np.ndarray, midline: float) -> dict:
-    right = mask & anatomy.hemithorax_right
-    left = mask & anatomy.hemithorax_left
-    rest = mask & ~right & ~left
-    if rest.any():
-        indices = np.argwhere(rest)
-        is_left = patient_left_mm(affine, indices.astype(float)) > midline
-        right[tuple(indices[~is_left].T)] = True
-        left[tuple(indices[is_left].T)] = True
-    return {"right": right, "left": left}
-
-
 def widest_rim(pneumothorax: np.ndarray, lung: np.ndarray, wall: np.ndarray, spacing) -> tuple[float, tuple] | None:
     """The largest lung-edge-to-chest-wall distance (mm) of a pneumothorax and its (z, y, x) voxel.
 
@@ -192,19 +156,12 @@ def widest_rim(pneumothorax: np.ndarray, lung: np.ndarray, wall: np.ndarray, spa
         return None
     spacing = np.asarray(spacing, dtype=float)
     margin = np.ceil(SEARCH_MARGIN_MM / spacing).astype(int)
-    box = _bounding_box(pneumothorax, margin)
+    box = bounding_box(pneumothorax, margin)
     found = _rim_in_box(pneumothorax, lung, wall, spacing, box)
     if (found is None and not wall[box].any()) or (found is not None and found[0] > SEARCH_MARGIN_MM):
         # the nearest chest wall may lie outside the box
         found = _rim_in_box(pneumothorax, lung, wall, spacing, tuple(slice(0, n) for n in pneumothorax.shape))
     return found
-
-
-def _bounding_box(mask: np.ndarray, margin) -> tuple:
-    indices = np.argwhere(mask)
-    low = np.maximum(indices.min(axis=0) - margin, 0)
-    high = np.minimum(indices.max(axis=0) + margin + 1, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 
 def _rim_in_box(pneumothorax, lung, wall, spacing, box):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ptx_annotator.errors import GeometryMismatchError
+from ptx_annotator.geometry import voxel_volume_ml
 
 
 @dataclass
@@ -56,7 +57,8 @@ class Volume:
 
     @property
     def voxel_volume_ml(self) -> float:
-        return float(np.prod(self.spacing)) / 1000.0
+        """Volume of one voxel in mL (:func:`ptx_annotator.geometry.voxel_volume_ml` of the affine)."""
+        return voxel_volume_ml(self.affine)
 
     @property
     def orientation(self) -> str:

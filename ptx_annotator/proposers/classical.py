@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ptx_annotator.anatomy import segment_thorax
+from ptx_annotator.geometry import bounding_box
 from ptx_annotator.proposers.postprocess import postprocess_mask
 from ptx_annotator.proposers.contract import SliceResult, slice_order
 from ptx_annotator.synthetic.pneumothorax import estimate_air_noise
@@ -102,7 +103,7 @@ class ClassicalProposer:
             hemithorax = anatomy.hemithorax(side)
             if hemithorax.sum() * volume.voxel_volume_ml < 50:
                 continue
-            box = _bounding_box(hemithorax, margin=2)
+            box = bounding_box(hemithorax, margin=(0, 2, 2))
             found = self._side(volume, hemithorax[box], anatomy.airways[box], box, air_mean, air_sd)
             mask[box] |= found
         return mask
@@ -146,13 +147,3 @@ def _clean(mask: np.ndarray, spacing, min_component_ml: float, max_hole_mm2: flo
     """Fill small in-plane holes, drop small 3D components."""
     return postprocess_mask(mask, spacing, min_component_mm3=min_component_ml * 1000.0,
                             max_hole_mm2=max_hole_mm2).astype(np.uint8)
-
-
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        idx = np.nonzero(mask.any(axis=other))[0]
-        pad = 0 if axis == 0 else margin
-        box.append(slice(max(int(idx[0]) - pad, 0), min(int(idx[-1]) + pad + 1, mask.shape[axis])))
-    return tuple(box)  # type: ignore[return-value]

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 from scipy import ndimage
 
+from ptx_annotator.geometry import voxel_volume_mm3
+
 #: Components smaller than this (mm³) are dropped from a volume: 100 mm³ = 0.1 mL, far below a
 #: clinically reported pneumothorax, but above isolated noise voxels (3.5 mm³ at 0.84x0.84x5 mm).
 DEFAULT_MIN_COMPONENT_MM3 = 100.0
@@ -133,7 +135,7 @@ def postprocess_mask(probability_or_mask: np.ndarray, spacing_zyx, threshold: fl
             if mask[index].any():
                 mask[index] = _fill_small_holes(mask[index], max_hole_mm2 / pixel_mm2)
     if min_component_mm3 > 0:
-        mask = _drop_small_components(mask, min_component_mm3 / float(np.prod(spacing)), _FULL_3D)
+        mask = _drop_small_components(mask, min_component_mm3 / voxel_volume_mm3(spacing), _FULL_3D)
     return mask.astype(np.uint8)
 
 

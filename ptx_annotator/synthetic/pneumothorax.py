@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ptx_annotator.anatomy import ThoraxAnatomy, segment_thorax
+from ptx_annotator.geometry import bounding_box
 from ptx_annotator.volume import Volume
 
 #: Fraction tolerance: the achieved fraction is within this (absolute) of the requested one.
@@ -105,7 +106,7 @@ def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float =
     rng = np.random.default_rng(seed)
     air_mean, air_sd = estimate_air_noise(volume, anatomy)
 
-    box = _bounding_box(hemithorax, margin=(2, 8, 8))
+    box = bounding_box(hemithorax, margin=(2, 8, 8))
     hemi = hemithorax[box]
     spacing = np.asarray(volume.spacing, dtype=float)
     cavity = _close_in_plane(hemi, POCKET_MM / spacing[1])  # hilar pockets are not chest wall
@@ -160,15 +161,6 @@ def estimate_air_noise(volume: Volume, anatomy: ThoraxAnatomy) -> tuple[float, f
         return -1000.0, 20.0
     q25, median, q75 = np.percentile(values, [25, 50, 75])
     return float(median), max(float(q75 - q25) / 1.349, 1.0)
-
-
-def _bounding_box(mask: np.ndarray, margin) -> tuple[slice, slice, slice]:
-    box = []
-    for axis, pad in enumerate(margin):
-        other = tuple(a for a in range(3) if a != axis)
-        idx = np.nonzero(mask.any(axis=other))[0]
-        box.append(slice(max(int(idx[0]) - pad, 0), min(int(idx[-1]) + pad + 1, mask.shape[axis])))
-    return tuple(box)  # type: ignore[return-value]
 
 
 def _patient_coordinates(volume: Volume, box) -> np.ndarray:
