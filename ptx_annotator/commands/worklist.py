@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -61,7 +62,8 @@ def _predict_unproposed(rows, store, args) -> int:
         argv += ["--checkpoint", args.checkpoint] if args.checkpoint else ["--proposer", "classical"]
         argv += ["--annotator", args.annotator] if args.annotator else []
         argv += ["--dicomweb-auth", args.dicomweb_auth] if args.dicomweb_auth else []
-        status = main(argv)
+        with contextlib.redirect_stdout(sys.stderr):  # standard output keeps only the listing
+            status = main(argv)
         failed += status != 0
     return failed
 

@@ -131,8 +131,3 @@ def workstation(tmp_path, monkeypatch, orthanc):
     monkeypatch.setenv("PTX_DICOMWEB_AUTH", orthanc.auth)
     return home
 
-
-def environment_for(home: Path, auth: str) -> dict:
-    """The environment of a separate process acting as another workstation."""
-    return {**os.environ, "PTX_CACHE_DIR": str(home / "cache"), "PTX_STORE_DIR": str(home / "stores"),
-            "PTX_DICOMWEB_AUTH": auth}

@@ -8,19 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptx_annotator.cli import main
+from ._helpers import run_cli
 from ptx_annotator.io import load_volume
-from ptx_annotator.io.dicomweb import default_store_dir
+from ptx_annotator.io.dicomweb import default_store_dir, parse_study_url
 from ptx_annotator.io.dicomweb_cache import cached_ct, study_folder
-from ptx_annotator.io.dicomweb import parse_study_url
 
 TCIA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ct" / "tcia_lung_pet_ct_dx_A0001"
-
-
-def run_cli(argv, capsys):
-    status = main(argv)
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def files_under(folder: Path) -> list[Path]:
