@@ -4,10 +4,14 @@ Export reads provenance from the annotation itself: slices whose review entry na
 (``source``) were proposed by that proposer, so the SEG segment is
 
 * ``MANUAL`` when no slice with content came from a proposer (or only from imports),
-* ``AUTOMATIC`` when some did and no slice with content was accepted or edited by a person,
-* ``SEMIAUTOMATIC`` when some did and a person accepted or edited at least one slice with content,
+* ``AUTOMATIC`` when some did and most of the mask's voxels lie on slices no person reviewed
+  (accepted or edited; :func:`~ptx_annotator.review.states.review_provenance`): machine output,
+  so the SEG names no content creator,
+* ``SEMIAUTOMATIC`` when some did and most voxels lie on reviewed slices (creator: the reader),
 
-with an AlgorithmIdentificationSequence naming the proposer that made most of those slices.
+with an AlgorithmIdentificationSequence naming the proposer that made most of those slices. The
+SEG's descriptions say how many slices a person reviewed. A mask that is mostly unreviewed machine
+output is refused (:class:`UnreviewedExportError`) unless ``allow_unreviewed`` is given.
 
 Import puts a NIfTI, NRRD or DICOM SEG mask into the store as one annotator's new mask version. Slices
 with content are marked ``edited`` by that annotator with source ``import:<file name>``; slices
@@ -29,7 +33,8 @@ import numpy as np
 from ptx_annotator.atomic import atomic_path
 from ptx_annotator.errors import GeometryMismatchError, PtxError
 from ptx_annotator.geometry import reorient_onto
-from ptx_annotator.review.states import ACCEPTED, EDITED, PROPOSED, REVIEWED_STATES, UNREVIEWED, SliceReview, utc_now
+from ptx_annotator.review.states import (ACCEPTED, EDITED, PROPOSED, REVIEWED_STATES, UNREVIEWED, SliceReview,
+                                         review_provenance, utc_now)
 from ptx_annotator.review.store import Annotation, AnnotationStore, safe_annotator_name
 from ptx_annotator.volume import Volume, check_same_geometry
 
@@ -47,6 +52,20 @@ class MaskProvenance:
     slices_by_source: dict = field(default_factory=dict)
     reviewed_slices: int = 0
     record: dict = field(default_factory=dict)
+    review: dict = field(default_factory=dict)  # review_provenance(): slices per state, voxels by who decided
+
+    @property
+    def content_creator(self) -> bool:
+        """Whether a person made the content (False for unreviewed machine output)."""
+        return self.algorithm_type != "AUTOMATIC"
+
+    def summary(self) -> str:
+        """'2/64 slices reviewed' and, when it applies, the share of unreviewed proposal voxels."""
+        review = self.review
+        text = f"{review.get('reviewed_slices', 0)}/{review.get('n_slices', 0)} slices reviewed"
+        if self.algorithm_type != "MANUAL" and review.get("unreviewed_voxels"):
+            text += f", {100 * review['unreviewed_share']:.0f}% unreviewed"
+        return text
 
     def algorithm_info(self):
         """The :class:`~ptx_annotator.io.seg.AlgorithmInfo` for the SEG, or None when manual."""
@@ -88,6 +107,7 @@ def flatten_scalars(params: dict, prefix: str = "") -> dict:
 
 def mask_provenance(annotation: Annotation) -> MaskProvenance:
     """Classify the annotation's mask as manual, automatic or semi-automatic (see module doc)."""
+    review = review_provenance(annotation.review, annotation.mask)
     content = np.nonzero(np.asarray(annotation.mask).reshape(annotation.mask.shape[0], -1).any(axis=1))[0]
     latest = _latest_proposal(annotation.proposals)
     sources: Counter = Counter()
@@ -101,10 +121,14 @@ def mask_provenance(annotation: Annotation) -> MaskProvenance:
             sources[source] += 1
             reviewed += entry.state in REVIEWED_STATES
     if not sources:
-        return MaskProvenance("MANUAL", None)
+        return MaskProvenance("MANUAL", None, review=review)
     main = sources.most_common(1)[0][0]
-    kind = "SEMIAUTOMATIC" if reviewed else "AUTOMATIC"
-    return MaskProvenance(kind, main, dict(sources), reviewed, dict(annotation.proposals.get(main) or {}))
+    kind = "AUTOMATIC" if review["mostly_unreviewed"] or not reviewed else "SEMIAUTOMATIC"
+    return MaskProvenance(kind, main, dict(sources), reviewed, dict(annotation.proposals.get(main) or {}), review)
+
+
+class UnreviewedExportError(PtxError):
+    """The mask to export is mostly machine output no person reviewed."""
 
 
 def _latest_proposal(proposals: dict) -> str | None:
@@ -118,14 +142,23 @@ def default_export_name(volume: Volume, annotator: str, fmt: str) -> str:
     return f"{key}_{safe_annotator_name(annotator)}_pneumothorax{SUFFIXES[fmt]}"
 
 
-def export_annotation(volume: Volume, annotation: Annotation, fmt: str, out) -> Path:
+def export_annotation(volume: Volume, annotation: Annotation, fmt: str, out, *, allow_unreviewed: bool = False) -> Path:
     """Write ``annotation``'s mask as DICOM SEG (``fmt='seg'``) or NIfTI (``'nifti'``); returns the file.
 
     ``out`` is a file path, or a folder (existing, or given with a trailing separator) in which a
-    default name is used. The file is written atomically.
+    default name is used. The file is written atomically. A mask that is mostly unreviewed
+    proposal is refused unless ``allow_unreviewed`` (then the SEG is labelled AUTOMATIC).
     """
     if fmt not in FORMATS:
         raise PtxError(f"Unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}.")
+    provenance = mask_provenance(annotation)
+    review = provenance.review
+    if provenance.algorithm_type == "AUTOMATIC" and not allow_unreviewed:
+        raise UnreviewedExportError(
+            f"The mask of '{annotation.annotator}' is mostly machine output nobody reviewed: {review['reviewed_slices']} of "
+            f"{review['n_slices']} slices reviewed, {100 * review['unreviewed_share']:.0f}% of its voxels on slices "
+            "nobody accepted or edited. Review them first, or export anyway with --allow-unreviewed "
+            "(labelled as automatic output).")
     check_same_geometry(annotation.mask.shape, annotation.affine, volume.shape, volume.affine,
                         what_a=f"the mask of '{annotation.annotator}'", what_b="the CT")
     out_text = os.fspath(out)
@@ -142,15 +175,15 @@ def export_annotation(volume: Volume, annotation: Annotation, fmt: str, out) -> 
         return target
     from ptx_annotator.io.seg import write_seg
 
-    provenance = mask_provenance(annotation)
-    described = f"{provenance.algorithm_type.lower()}"
-    if provenance.main_source:
-        described += f" from {provenance.main_source}"
+    reviewed = f"{review['reviewed_slices']}/{review['n_slices']} slices reviewed"
+    if provenance.content_creator:
+        series = f"Pneumothorax ({annotation.annotator}, {reviewed})"
+    else:
+        series = f"UNREVIEWED pneumothorax proposal ({reviewed})"
     with atomic_path(target, suffix=".dcm") as tmp:
-        write_seg(annotation.mask, volume, tmp, annotator=annotation.annotator,
-                  algorithm=provenance.algorithm_info(),
-                  series_description=f"Pneumothorax ({annotation.annotator})",
-                  content_description=f"Pneumothorax mask v{annotation.version}, {described}")
+        write_seg(annotation.mask, volume, tmp, annotator=annotation.annotator if provenance.content_creator else None,
+                  operator=annotation.annotator, algorithm=provenance.algorithm_info(), series_description=series,
+                  content_description=f"v{annotation.version} {provenance.algorithm_type.lower()}: {provenance.summary()}")
     return target
 
 

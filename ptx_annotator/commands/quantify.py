@@ -39,11 +39,24 @@ def run(args) -> int:
         annotation = load_annotation(volume, AnnotationStore.for_study(ct, args.store), args.annotator)
         mask, what = annotation.mask, f"annotator '{annotation.annotator}' v{annotation.version}"
     result = quantify(mask, volume).to_json()
+    result.update(provenance_keys(None if args.mask else annotation, volume.shape[0]))
     if args.json:
         print(json.dumps({"mask": what, "series": volume.key, **result}, indent=2))
         return 0
     print(format_quantification(result, what, volume.shape[0]))
     return 0
+
+
+def provenance_keys(annotation, n_slices: int) -> dict:
+    """Who vouches for the mask: ``n_slices``, ``reviewed_slices``, ``proposed_slices`` and the
+    other counts of :func:`~ptx_annotator.review.states.review_provenance` (None for a mask file,
+    which carries no review states)."""
+    from ptx_annotator.review.states import review_provenance
+
+    if annotation is None:
+        return {"n_slices": n_slices, "reviewed_slices": None, "proposed_slices": None,
+                "accepted_slices": None, "edited_slices": None}
+    return review_provenance(annotation.review, annotation.mask)
 
 
 def _share(value) -> str:
@@ -63,5 +76,12 @@ def format_quantification(result: dict, what: str, n_slices: int) -> str:
         verdict = "large (>= 2 cm)" if result["bts_large"] else "small (< 2 cm)"
         lines.append(f"  widest rim {result['max_rim_mm']:.1f} mm ({result['max_rim_side']}, slice "
                      f"{result['max_rim_slice']} of 0..{n_slices - 1}): {verdict} by the BTS rim rule")
+    if result.get("reviewed_slices") is not None:
+        lines.append(f"  reviewed by a person: {result['reviewed_slices']} of {result['n_slices']} slices "
+                     f"({result['accepted_slices']} accepted, {result['edited_slices']} edited); "
+                     f"{result['proposed_slices']} proposed, not reviewed")
+        if result["unreviewed_voxels"]:
+            lines.append(f"  {100 * result['unreviewed_share']:.0f}% of the mask's voxels lie on slices nobody reviewed"
+                         + (": most of the mask is unreviewed" if result["mostly_unreviewed"] else ""))
     lines += [f"  note: {note}" for note in result["notes"]]
     return "\n".join(lines)

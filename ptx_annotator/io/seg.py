@@ -100,10 +100,15 @@ def _read_sources(volume: Volume):
         raise StudyError(f"Cannot re-read the source slice {getattr(exc, 'filename', '')}: {exc}.") from exc
 
 
-def write_seg(mask: np.ndarray, volume: Volume, path, *, annotator: str,
+def write_seg(mask: np.ndarray, volume: Volume, path, *, annotator: str | None,
               algorithm: AlgorithmInfo | None = None, series_description: str | None = None,
-              content_description: str | None = None, series_number: int = 9901) -> None:
+              content_description: str | None = None, series_number: int = 9901,
+              operator: str | None = None) -> None:
     """Write a (z, y, x) mask as a binary DICOM SEG referencing ``volume``'s CT slices.
+
+    ``annotator`` becomes the ContentCreatorName; None for machine output no person reviewed
+    (the SEG then names no content creator, and its algorithm type says AUTOMATIC). ``operator``
+    (OperatorsName) is the person who made the export.
 
     The write is not atomic; :func:`ptx_annotator.export.export_annotation` wraps it.
     """
@@ -121,7 +126,7 @@ def write_seg(mask: np.ndarray, volume: Volume, path, *, annotator: str,
         segmented_property_type=pneumothorax_code(),
         algorithm_type=algorithm_type,
         algorithm_identification=_algorithm_sequence(algorithm) if algorithm else None,
-        tracking_id=f"pneumothorax-{annotator}"[:64], tracking_uid=hd.UID(),
+        tracking_id=f"pneumothorax-{annotator or 'proposal'}"[:64], tracking_uid=hd.UID(),
     )
     binary = (mask > 0).astype(np.uint8)
     with warnings.catch_warnings():
@@ -135,10 +140,12 @@ def write_seg(mask: np.ndarray, volume: Volume, path, *, annotator: str,
             manufacturer="ptx-annotator", manufacturer_model_name="ptx-annotator",
             software_versions=software_version(), device_serial_number="0",
             content_label="PNEUMOTHORAX", content_description=(content_description or "")[:64] or None,
-            content_creator_name=_person_name(annotator),
+            content_creator_name=_person_name(annotator) if annotator else None,
             omit_empty_frames=bool(binary.any()),
         )
-    seg.SeriesDescription = (series_description or f"Pneumothorax ({annotator})")[:64]
+    if operator:
+        seg.OperatorsName = _person_name(operator)
+    seg.SeriesDescription = (series_description or f"Pneumothorax ({annotator or 'proposal'})")[:64]
     seg.save_as(os.fspath(path))
 
 

@@ -21,15 +21,13 @@ from ptx_annotator.errors import PtxError
 from ptx_annotator.export import flatten_scalars, mask_provenance
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, hu_to_unit
 from ptx_annotator.quantify import quantify
-from ptx_annotator.review.states import STATES, REVIEWED_STATES, utc_now
+from ptx_annotator.review.states import STATE_COLORS, STATES, REVIEWED_STATES, review_provenance, utc_now
 from ptx_annotator.review.store import AnnotationStore
 from ptx_annotator.volume import Volume
 
 #: At most this many key slices get a figure.
 MAX_KEY_SLICES = 4
 ANNOTATOR_COLOURS = ("#ff3b30", "#34c759", "#0a84ff", "#ffcc00", "#af52de", "#ff9500")
-STATE_COLOURS = {"unreviewed": "#d0d0d0", "proposed": "#8ecae6", "accepted": "#2a9d8f",
-                 "edited": "#e9c46a", "flagged": "#e63946"}
 
 
 def collect_study(volume: Volume, store: AnnotationStore, anatomy=None) -> dict:
@@ -59,6 +57,7 @@ def collect_study(volume: Volume, store: AnnotationStore, anatomy=None) -> dict:
             "review_counts": counts,
             "reviewed_fraction": sum(counts[s] for s in REVIEWED_STATES) / max(1, len(annotation.review)),
             "review_states": annotation.review.states(),
+            "provenance": review_provenance(annotation.review, annotation.mask),
             "first_review_at": times[0] if times else None, "last_review_at": times[-1] if times else None,
             "algorithm_type": provenance.algorithm_type, "main_source": provenance.main_source,
             "slices_by_source": dict(by_source),
@@ -150,11 +149,11 @@ def review_states_figure(entries: list[dict], n_slices: int) -> bytes:
     codes = np.array([[STATES.index(s) for s in entry["review_states"]] for entry in entries], dtype=float)
     fig = _new_figure((8, 0.5 + 0.4 * len(entries)))
     ax = fig.subplots()
-    ax.imshow(codes, cmap=ListedColormap([STATE_COLOURS[s] for s in STATES]), vmin=-0.5, vmax=len(STATES) - 0.5,
+    ax.imshow(codes, cmap=ListedColormap([STATE_COLORS[s] for s in STATES]), vmin=-0.5, vmax=len(STATES) - 0.5,
               aspect="auto", interpolation="nearest")
     ax.set_yticks(range(len(entries)), [e["annotator"] for e in entries], fontsize=8)
     ax.set_xlabel(f"slice (0..{n_slices - 1})", fontsize=8)
-    ax.legend(handles=[Patch(color=STATE_COLOURS[s], label=s) for s in STATES], fontsize=7, ncol=len(STATES),
+    ax.legend(handles=[Patch(color=STATE_COLORS[s], label=s) for s in STATES], fontsize=7, ncol=len(STATES),
               loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     return _figure_bytes(fig)
 
@@ -167,6 +166,12 @@ def _fmt(value, unit="", digits=1, percent=False) -> str:
     if percent:
         return f"{100 * value:.{digits}f}%"
     return f"{value:.{digits}f}{unit}"
+
+
+def _reviewed_text(provenance: dict) -> str:
+    """'2 of 64 slices (62 proposed, not reviewed)'."""
+    text = f"{provenance['reviewed_slices']} of {provenance['n_slices']} slices"
+    return text + (f" ({provenance['proposed_slices']} proposed, not reviewed)" if provenance["proposed_slices"] else "")
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -184,7 +189,7 @@ def render_html(summary: dict, figures: list[tuple[str, str]]) -> str:
                 _fmt(q["volume_left_ml"], " mL"), _fmt(q["hemithorax_share_right"], percent=True),
                 _fmt(q["hemithorax_share_left"], percent=True), _fmt(q["max_rim_mm"], " mm"),
                 "n/a" if q["max_rim_slice"] is None else f"{q['max_rim_slice']} ({q['max_rim_side']})",
-                _fmt(q["bts_large"])] for e in entries for q in [e["quantification"]]]
+                _fmt(q["bts_large"]), _reviewed_text(e["provenance"])] for e in entries for q in [e["quantification"]]]
     progress = [[e["annotator"], *[e["review_counts"][s] for s in STATES], _fmt(e["reviewed_fraction"], percent=True),
                  e["first_review_at"] or "", e["last_review_at"] or "", e["saved_at"] or ""] for e in entries]
     origins = []
@@ -197,7 +202,11 @@ def render_html(summary: dict, figures: list[tuple[str, str]]) -> str:
             origins.append([e["annotator"], f"import:{record.get('file')}", record.get("at", ""), "yes",
                             record.get("slices_with_content", ""), f"format={record.get('format')}"])
     notes = sorted({f"{e['annotator']}: {n}" for e in entries for n in e["quantification"]["notes"]})
-    made_by = [[e["annotator"], e["algorithm_type"].lower(), e["main_source"] or "manual drawing"] for e in entries]
+    made_by = [[e["annotator"], e["algorithm_type"].lower(), e["main_source"] or "manual drawing",
+                _reviewed_text(e["provenance"])] for e in entries]
+    warnings = [f"{e['annotator']}: {100 * e['provenance']['unreviewed_share']:.0f}% of this mask lies on slices no "
+                f"person reviewed ({_reviewed_text(e['provenance'])}): its numbers are mostly the proposer's, "
+                "not the reader's." for e in entries if e["algorithm_type"] == "AUTOMATIC"]
     sections = [
         f"<h1>Pneumothorax report</h1><p>Series <code>{esc(str(summary['series_uid'] or summary['series_key']))}</code>"
         f" &middot; {esc(summary['description'])} &middot; {summary['shape'][0]} slices, "
@@ -211,7 +220,9 @@ def render_html(summary: dict, figures: list[tuple[str, str]]) -> str:
         sections += [
             "<h2>Pneumothorax size</h2>",
             _table(["annotator", "version", "volume", "right", "left", "share of right hemithorax",
-                    "share of left hemithorax", "widest rim", "rim slice (side)", "large (rim >= 2 cm)"], numbers),
+                    "share of left hemithorax", "widest rim", "rim slice (side)", "large (rim >= 2 cm)",
+                    "reviewed by a person"], numbers),
+            "".join(f"<p class=warn>{esc(w)}</p>" for w in warnings),
             "<p class=note>Sides are patient sides from the image geometry. Share: pneumothorax volume / same-side "
             "hemithorax volume (Do et al. 2012). Widest rim: largest 3D distance from the chest wall to the lung "
             "surface across the pleural air (BTS 2 cm rule).</p>",
@@ -219,7 +230,7 @@ def render_html(summary: dict, figures: list[tuple[str, str]]) -> str:
             "<h2>Review progress</h2>",
             _table(["annotator", *STATES, "reviewed", "first review", "last review", "saved"], progress),
             "<h2>Where the masks came from</h2>",
-            _table(["annotator", "mask type", "main proposer"], made_by),
+            _table(["annotator", "mask type", "main proposer", "reviewed by a person"], made_by),
             _table(["annotator", "proposer / checkpoint", "proposed at", "completed", "slices", "parameters"], origins)
             if origins else "<p>No proposals or imports are recorded.</p>",
         ]
@@ -228,7 +239,7 @@ def render_html(summary: dict, figures: list[tuple[str, str]]) -> str:
                  for name, caption in figures]
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0}"
              "td,th{border:1px solid #bbb;padding:3px 8px;font-size:13px}th{background:#eee}"
-             ".note{color:#555;font-size:12px}img{max-width:100%}")
+             ".note{color:#555;font-size:12px}.warn{color:#b00020;font-weight:bold}img{max-width:100%}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Pneumothorax report "
             f"{esc(summary['series_key'])}</title><style>{style}</style></head><body>"
             + "\n".join(sections) + "</body></html>\n")

@@ -10,7 +10,7 @@ import pytest
 
 from ptx_annotator.cli import main
 from ptx_annotator.errors import GeometryMismatchError, PtxError, StudyError
-from ptx_annotator.export import export_annotation, import_mask, mask_provenance, read_mask_file
+from ptx_annotator.export import UnreviewedExportError, export_annotation, import_mask, mask_provenance, read_mask_file
 from ptx_annotator.review.states import ACCEPTED, EDITED, PROPOSED, UNREVIEWED
 from ptx_annotator.review.store import Annotation, AnnotationStore
 
@@ -29,7 +29,15 @@ def _annotation(volume, model_made=True):
                                          "completed": True}}
         for z in range(volume.shape[0]):
             annotation.review.mark(z, PROPOSED, by=None, source=SOURCE)
-        annotation.review.mark(22, ACCEPTED, by="dr_a")
+        for z in (21, 22, 23):  # most of the mask's voxels: a person vouches for them
+            annotation.review.mark(z, ACCEPTED, by="dr_a")
+    return annotation
+
+
+def _mostly_unreviewed(volume):
+    annotation = _annotation(volume)
+    for z in (21, 23):
+        annotation.review.mark(z, PROPOSED, by=None, source=SOURCE)
     return annotation
 
 
@@ -69,6 +77,8 @@ def test_seg_export_reads_back_identical_with_source_geometry(tcia_volume, tmp_p
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "36118008"
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
     assert segment.SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert str(seg.ContentCreatorName) == "dr_a"
+    assert "3/64 slices reviewed" in seg.SeriesDescription and "3/64 slices reviewed" in seg.ContentDescription
     assert segment.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == SOURCE
     algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
     assert algorithm.AlgorithmVersion == "0123456789abcdef"  # the checkpoint's sha256, shortened
@@ -84,10 +94,12 @@ def test_provenance_manual_automatic_semiautomatic(tcia_volume):
     assert mask_provenance(_annotation(tcia_volume, model_made=False)).algorithm_type == "MANUAL"
     semi = _annotation(tcia_volume)
     assert mask_provenance(semi).algorithm_type == "SEMIAUTOMATIC"
-    automatic = _annotation(tcia_volume)
-    automatic.review.mark(22, PROPOSED, by=None)
+    assert mask_provenance(semi).review["reviewed_slices"] == 3 and mask_provenance(semi).content_creator
+    automatic = _mostly_unreviewed(tcia_volume)
     provenance = mask_provenance(automatic)
     assert provenance.algorithm_type == "AUTOMATIC" and provenance.main_source == SOURCE
+    assert provenance.review["reviewed_slices"] == 1 and provenance.review["mostly_unreviewed"]
+    assert not provenance.content_creator
     imported = _annotation(tcia_volume, model_made=False)
     for z in range(20, 25):
         imported.review.mark(z, EDITED, by="dr_a", source="import:other.nii.gz")
@@ -269,3 +281,31 @@ def test_seg_with_several_segments_from_another_tool(tcia_volume, tmp_path):
     np.testing.assert_array_equal(read_mask_file(tmp_path / "two.dcm", tcia_volume, segment=1).mask, lung[..., 0])
     with pytest.raises(PtxError, match="no segment 7"):
         read_mask_file(tmp_path / "two.dcm", tcia_volume, segment=7)
+
+
+def test_mostly_unreviewed_export_is_refused_unless_allowed_and_then_labelled(tcia_volume, tcia_dir, tmp_path, capsys):
+    import highdicom as hd
+
+    annotation = _mostly_unreviewed(tcia_volume)
+    with pytest.raises(UnreviewedExportError, match="1 of 64 slices reviewed.*--allow-unreviewed"):
+        export_annotation(tcia_volume, annotation, "seg", tmp_path / "refused.dcm")
+    with pytest.raises(UnreviewedExportError):
+        export_annotation(tcia_volume, annotation, "nifti", tmp_path / "refused.nii.gz")
+    assert not list(tmp_path.iterdir())
+    path = export_annotation(tcia_volume, annotation, "seg", tmp_path / "auto.dcm", allow_unreviewed=True)
+    seg = hd.seg.segread(path)
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+    assert "ContentCreatorName" not in seg or not str(seg.ContentCreatorName)  # no person made this content
+    assert str(seg.OperatorsName) == "dr_a"  # who exported it
+    assert seg.SeriesDescription.startswith("UNREVIEWED") and "1/64 slices reviewed" in seg.SeriesDescription
+
+    store_dir = tmp_path / "store"
+    AnnotationStore(store_dir).save(annotation)
+    args = ["export", str(tcia_dir), "--annotator", "dr_a", "--out", str(tmp_path / "cli.dcm"), "--store", str(store_dir)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "mostly machine output nobody reviewed" in err and "Traceback" not in err
+    assert not (tmp_path / "cli.dcm").exists()
+    assert main(args + ["--allow-unreviewed"]) == 0
+    assert "automatic" in capsys.readouterr().out
+    assert hd.seg.segread(tmp_path / "cli.dcm").SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"

@@ -152,6 +152,11 @@ def test_cli_quantify_json_and_text(tcia_volume, tcia_dir, tmp_path, capsys):
     low, high = _blobs(tcia_volume)
     annotation = Annotation.empty(tcia_volume, "dr_q")
     annotation.mask = low
+    content = [int(z) for z in np.flatnonzero(low.any(axis=(1, 2)))]
+    for z in range(tcia_volume.shape[0]):
+        annotation.review.mark(z, "proposed", by="model:test", source="model:test")
+    annotation.review.mark(content[0], "accepted", by="dr_q")
+    annotation.review.mark(content[1], "edited", by="dr_q")
     store = AnnotationStore(tmp_path / "store")
     store.save(annotation)
     store.close()
@@ -162,10 +167,20 @@ def test_cli_quantify_json_and_text(tcia_volume, tcia_dir, tmp_path, capsys):
     for key in ("volume_ml", "volume_right_ml", "volume_left_ml", "hemithorax_share_right", "hemithorax_share_left",
                 "max_rim_mm", "max_rim_slice", "bts_large"):
         assert key in payload
+    n = tcia_volume.shape[0]
+    assert (payload["n_slices"], payload["reviewed_slices"], payload["proposed_slices"]) == (n, 2, n - 2)
+    assert (payload["accepted_slices"], payload["edited_slices"]) == (1, 1)
+    on_reviewed = int(low[content[:2]].sum())
+    assert payload["reviewed_voxels"] == on_reviewed and payload["unreviewed_voxels"] == int(low.sum()) - on_reviewed
+    rc = main(["quantify", str(tcia_dir), "--annotator", "dr_q", "--store", str(tmp_path / "store")])
+    assert f"reviewed by a person: 2 of {n} slices (1 accepted, 1 edited); {n - 2} proposed" in capsys.readouterr().out
     assert payload["volume_right_ml"] == pytest.approx(low.sum() * np.prod(tcia_volume.spacing) / 1000, rel=1e-3)
     assert payload["volume_left_ml"] == 0 and 28 <= payload["max_rim_slice"] <= 33
 
     save_mask_nifti(high, tcia_volume.affine, tmp_path / "left.nii.gz")
+    rc = main(["quantify", "--mask", str(tmp_path / "left.nii.gz"), "--ct", str(tcia_dir), "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["n_slices"] == n and payload["reviewed_slices"] is None  # a file carries no review states
     rc = main(["quantify", "--mask", str(tmp_path / "left.nii.gz"), "--ct", str(tcia_dir)])
     out = capsys.readouterr()
     assert rc == 0, out.err

@@ -66,6 +66,10 @@ def test_report_has_numbers_progress_provenance_and_figures(tcia_volume, tcia_di
     assert counts == {"unreviewed": 0, "proposed": tcia_volume.shape[0] - 4, "accepted": 3, "edited": 1, "flagged": 0}
     assert "<td>60</td><td>3</td><td>1</td>" in page  # proposed, accepted, edited of dr_model
     assert by_name["dr_model"]["algorithm_type"] == "SEMIAUTOMATIC"
+    provenance = by_name["dr_model"]["provenance"]
+    assert (provenance["reviewed_slices"], provenance["proposed_slices"], provenance["n_slices"]) == (4, 60, 64)
+    assert "4 of 64 slices (60 proposed, not reviewed)" in page
+    assert "class=warn" not in page  # most of the mask was reviewed
     assert by_name["dr_import"]["algorithm_type"] == "MANUAL"
     assert SOURCE in page and CREATED in page and "checkpoint.name=ckpt-report" in page
     assert "import:outside_tool.nii.gz" in page
@@ -102,3 +106,28 @@ def test_radiological_view_is_independent_of_array_orientation(tcia_volume):
     shown = radiological(tcia_volume.hu[z], tcia_volume.affine)
     np.testing.assert_array_equal(radiological(tcia_volume.hu[z, :, ::-1], flipped_affine), shown)
     np.testing.assert_array_equal(shown, tcia_volume.hu[z])  # LPS columns already show patient right on the left
+
+
+def test_report_warns_when_a_mask_is_mostly_unreviewed_proposal(tcia_volume, tcia_dir, tmp_path, capsys):
+    from ptx_annotator.review.states import STATE_COLORS
+    from ptx_annotator.reports import study
+
+    store = AnnotationStore(tmp_path / "store")
+    annotation = Annotation.empty(tcia_volume, "dr_busy")
+    annotation.mask[27:33, 250:300, 90:160] = 1
+    annotation.proposals = {SOURCE: {"source": SOURCE, "created": CREATED, "params": {"kind": "model"}}}
+    for z in range(tcia_volume.shape[0]):
+        annotation.review.mark(z, PROPOSED, by=None, source=SOURCE)
+    annotation.review.mark(27, ACCEPTED, by="dr_busy")
+    annotation.review.mark(40, ACCEPTED, by="dr_busy")
+    store.save(annotation)
+    store.close()
+    rc = main(["report", str(tcia_dir), "--out", str(tmp_path / "report"), "--store", str(tmp_path / "store")])
+    assert rc == 0, capsys.readouterr().err
+    page = (tmp_path / "report" / "index.html").read_text()
+    summary = json.loads((tmp_path / "report" / "report.json").read_text())
+    entry = summary["annotators"][0]
+    assert entry["algorithm_type"] == "AUTOMATIC" and entry["provenance"]["mostly_unreviewed"]
+    assert entry["provenance"]["reviewed_slices"] == 2 and entry["provenance"]["unreviewed_share"] > 0.8
+    assert "class=warn>dr_busy: 83% of this mask lies on slices no person reviewed" in page
+    assert not hasattr(study, "STATE_COLOURS") and STATE_COLORS["proposed"] != STATE_COLORS["edited"]
