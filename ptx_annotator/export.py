@@ -206,34 +206,11 @@ def is_nrrd_path(path) -> bool:
     return str(path).lower().endswith((".nrrd", ".nhdr"))
 
 
-def read_mask_file(path, volume: Volume, segment: int | None = None) -> ImportedMask:
-    """Read a NIfTI, NRRD or DICOM SEG mask onto ``volume``'s grid, refusing any other grid.
+def read_mask_file(path, volume: Volume, segment: int | None = None, *, label=None, threshold=None):
+    """Read a NIfTI, NRRD or DICOM SEG mask onto ``volume``'s grid: :func:`ptx_annotator.io.masks.read_mask`."""
+    from ptx_annotator.io.masks import read_mask
 
-    A NIfTI / NRRD mask may be stored with permuted or flipped axes, or cropped to (or padded
-    around) its content, as long as its voxels coincide with the CT's voxels.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PtxError(f"'{path}' is not a file: give a NIfTI (.nii.gz) or NRRD mask, or a DICOM SEG file.")
-    if is_nifti_path(path) or is_nrrd_path(path):
-        from ptx_annotator.io import load_nrrd, load_mask_nifti
-
-        if is_nifti_path(path):
-            data, affine, fmt = *load_mask_nifti(path), "nifti"
-        else:
-            loaded = load_nrrd(path)
-            data, affine, fmt = np.asarray(loaded.hu), loaded.affine, "nrrd"
-        labels = sorted(int(v) for v in np.unique(data) if v)
-        mask = place_on_grid(data > 0, affine, volume, f"the mask '{path.name}'")
-        return ImportedMask(mask.astype(np.uint8), fmt, {"labels": labels})
-    from ptx_annotator.io.seg import read_seg
-
-    contents = read_seg(path, volume, segment=segment)
-    return ImportedMask(contents.mask, "seg", {
-        "segments": contents.segment_numbers, "algorithm_type": contents.algorithm_type,
-        "algorithm_name": contents.algorithm_name, "seg_series_uid": contents.series_uid,
-        "content_creator": contents.content_creator, "mapped_by": contents.mapped_by,
-    })
+    return read_mask(path, volume, segment=segment, label=label, threshold=threshold)
 
 
 def place_on_grid(data: np.ndarray, affine: np.ndarray, volume: Volume, what: str) -> np.ndarray:
@@ -272,7 +249,8 @@ def place_on_grid(data: np.ndarray, affine: np.ndarray, volume: Volume, what: st
 
 
 def import_mask(volume: Volume, store: AnnotationStore, annotator: str, path, *, replace: bool = False,
-                empty_state: str = UNREVIEWED, segment: int | None = None) -> Annotation:
+                empty_state: str = UNREVIEWED, segment: int | None = None, label=None,
+                threshold=None) -> Annotation:
     """Save a NIfTI or DICOM SEG mask as ``annotator``'s new mask version of ``volume``.
 
     Refuses to overwrite an existing non-empty mask unless ``replace`` (the store keeps the
@@ -280,7 +258,7 @@ def import_mask(volume: Volume, store: AnnotationStore, annotator: str, path, *,
     """
     if empty_state not in (UNREVIEWED, ACCEPTED):
         raise PtxError(f"Slices without content can be '{UNREVIEWED}' or '{ACCEPTED}', not '{empty_state}'.")
-    imported = read_mask_file(path, volume, segment=segment)
+    imported = read_mask_file(path, volume, segment=segment, label=label, threshold=threshold)
     annotator = safe_annotator_name(annotator)
     annotation = store.load_or_empty(volume, annotator)
     if annotation.mask.any() and not replace:

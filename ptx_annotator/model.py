@@ -28,6 +28,8 @@ ENCODERS = {
 }
 ARCHITECTURES = ("Unet",)
 REQUIRED_KEYS = ("architecture", "encoder", "in_channels", "classes", "input_size", "threshold")
+#: Largest model input side accepted from a checkpoint: 4x a CT slice's 512 px, the size of a full-resolution X-ray.
+MAX_INPUT_SIZE = 2048
 
 
 @dataclass
@@ -80,6 +82,10 @@ class CheckpointMeta:
         if not 0.0 < meta.threshold < 1.0 or meta.input_size < 32 or meta.input_size % 32:
             raise CheckpointError(f"{where}: threshold must lie in (0, 1) and input_size be a multiple of 32 "
                                   f"(got {meta.threshold}, {meta.input_size}).")
+        if meta.input_size > MAX_INPUT_SIZE or meta.in_channels < 1 or meta.classes < 1:
+            raise CheckpointError(f"{where}: metadata claims input_size {meta.input_size} px, {meta.in_channels} input "
+                                  f"channel(s) and {meta.classes} class(es); a checkpoint of this tool has input_size "
+                                  f"<= {MAX_INPUT_SIZE} and at least one channel and class. It is damaged or not ours.")
         return meta
 
 

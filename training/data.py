@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ptx_annotator.errors import GeometryMismatchError, PtxError, StudyError
+from ptx_annotator.errors import PtxError, StudyError
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, hu_to_unit
 from ptx_annotator.review.states import REVIEWED_STATES
 from ptx_annotator.volume import Volume
@@ -175,6 +175,7 @@ def reviewed_slices_of_volume(volume: Volume, store, annotators=None, states=REV
 def volume_pair_slices(images, masks) -> list[LabelledSlice]:
     """Every slice of each (CT, mask) pair; mask and CT must share the voxel grid."""
     from ptx_annotator.io import load_volume
+    from ptx_annotator.io.masks import read_mask
 
     images, masks = list(images), list(masks)
     if len(images) != len(masks):
@@ -182,25 +183,9 @@ def volume_pair_slices(images, masks) -> list[LabelledSlice]:
     found: list[LabelledSlice] = []
     for image_path, mask_path in zip(images, masks):
         volume = load_volume(image_path)
-        mask = _load_mask(mask_path)
-        if mask.shape != volume.shape:
-            raise GeometryMismatchError(f"The mask '{mask_path}' has shape {mask.shape} but the CT '{image_path}' has "
-                                        f"{volume.shape}: give the mask drawn on that CT.")
+        mask = read_mask(mask_path, volume).mask  # the one mask reader: values as stored, the CT's grid checked
         patient = patient_id(volume) if volume.source_files else file_stem(image_path)
         for z in range(volume.shape[0]):
             found.append(LabelledSlice(volume.hu[z], (mask[z] > 0).astype(np.uint8), patient, volume.key, z,
                                        float(volume.spacing[0]), "", "mask-file"))
     return found
-
-
-def _load_mask(path) -> np.ndarray:
-    from ptx_annotator.io import load_volume
-
-    path = Path(path)
-    if not path.is_file():
-        raise PtxError(f"Mask file '{path}' does not exist.")
-    if path.name.lower().endswith((".nii", ".nii.gz")):
-        from ptx_annotator.io import load_mask_nifti
-
-        return np.asarray(load_mask_nifti(path)[0]) > 0
-    return np.asarray(load_volume(path, allow_non_ct=True).hu) > 0

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ptx_annotator.commands._common import add_store_arguments
+from ptx_annotator.commands._common import add_mask_value_arguments, add_store_arguments
 
 import json
 import sys
@@ -27,19 +27,22 @@ def register(subparsers) -> None:
     source.add_argument("--annotators", nargs="+", metavar="NAME", help="annotators in the study's store (A B [C ...])")
     source.add_argument("--masks", nargs="+", metavar="MASK", help="NIfTI mask files on the CT's grid (A B [C ...])")
     add_store_arguments(parser)
+    add_mask_value_arguments(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs (created)")
     parser.add_argument("--json", action="store_true", help="also print summary.json to standard output")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from ptx_annotator.compare import compare_masks, load_annotator_masks, load_mask_files
+    from ptx_annotator.compare import compare_masks, load_annotator_masks
     from ptx_annotator.reports.comparison import json_safe, write_comparison_outputs
     from ptx_annotator.errors import PtxError
     from ptx_annotator.io.volume_files import spacing_from_affine
     from ptx_annotator.volume import check_same_geometry
 
     readers = args.annotators or args.masks
+    if args.annotators and (args.label is not None or args.threshold is not None):
+        raise PtxError("--label and --threshold choose the content of --masks files, not of annotators' masks.")
     if len(readers) < 2:
         raise PtxError(f"compare needs at least two readers; got {len(readers)}. Name two annotators or two mask files.")
     if args.annotators:
@@ -49,7 +52,7 @@ def run(args) -> int:
         comparison = compare_masks(masks, volume.spacing, affine=volume.affine)
         ct_hu = volume.hu
     else:
-        masks, affines = load_mask_files(args.masks)
+        masks, affines = _read_mask_files(args.masks, args.label, args.threshold)
         first = next(iter(masks))
         ct_hu = None
         if args.study:
@@ -77,3 +80,24 @@ def run(args) -> int:
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
     return 0
+
+
+def _read_mask_files(paths, label=None, threshold=None):
+    """``({reader: mask}, {reader: affine})`` through the one mask reader; readers named by file stem."""
+    from pathlib import Path
+
+    from ptx_annotator.io.masks import read_mask
+
+    masks, affines = {}, {}
+    for path in paths:
+        name = Path(path).name
+        for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr"):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        base, k = name, 2
+        while name in masks:
+            name, k = f"{base}_{k}", k + 1
+        read = read_mask(path, label=label, threshold=threshold)
+        masks[name], affines[name] = read.mask, read.affine
+    return masks, affines

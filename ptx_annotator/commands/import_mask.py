@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ptx_annotator.commands._common import add_store_arguments, open_study
+from ptx_annotator.commands._common import add_mask_value_arguments, add_store_arguments, open_study
 
 
 def register(subparsers) -> None:
@@ -20,19 +20,25 @@ def register(subparsers) -> None:
                         help="review state of slices without content (accepted: the file covers the whole "
                              "series and its empty slices are known negatives)")
     parser.add_argument("--segment", type=int, default=None, help="SEG segment number when none is coded pneumothorax")
+    add_mask_value_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ptx_annotator.export import import_mask
 
+    from ptx_annotator.review.store import safe_annotator_name
+
+    safe_annotator_name(args.annotator)
     volume, store = open_study(args.study, args)
     try:
         annotation = import_mask(volume, store, args.annotator, args.mask_path, replace=args.replace,
-                                 empty_state=args.empty_slices, segment=args.segment)
+                                 empty_state=args.empty_slices, segment=args.segment, label=args.label,
+                                 threshold=args.threshold)
     finally:
         store.close()
     record = annotation.extra["imports"][-1]
-    print(f"imported {record['file']} ({record['format']}) as '{annotation.annotator}' v{annotation.version}: "
-          f"{record['voxels']} voxels on {record['slices_with_content']} slices marked edited")
+    print(f"imported {record['file']} ({record['format']}; {record.get('rule', 'content')}) as "
+          f"'{annotation.annotator}' v{annotation.version}: {record['voxels']} voxels on "
+          f"{record['slices_with_content']} slices marked edited")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -40,6 +41,9 @@ def _describe(volume) -> dict:
     if isinstance(volume, dict):
         return volume
     hu = volume.hu
+    finite = np.isfinite(hu) if hu.dtype.kind == "f" else None
+    if finite is not None and not finite.all():
+        hu = hu[finite] if finite.any() else np.zeros(1, dtype=hu.dtype)
     return {
         "series_uid": volume.series_uid,
         "description": volume.description,
@@ -47,8 +51,8 @@ def _describe(volume) -> dict:
         "n_slices": int(hu.shape[0]),
         "shape": [int(n) for n in hu.shape],
         "spacing_mm": [round(float(s), 4) for s in volume.spacing],
-        "hu_min": float(np.min(hu)),
-        "hu_max": float(np.max(hu)),
+        "hu_min": float(np.min(hu)) if finite is None or finite.any() else None,
+        "hu_max": float(np.max(hu)) if finite is None or finite.any() else None,
         "orientation": volume.orientation,
         "transfer_syntax": volume.transfer_syntax,
         "key": volume.key,
@@ -58,9 +62,11 @@ def _describe(volume) -> dict:
 
 def run(args) -> int:
     report = describe_study(args.path)
+    failed = sum(1 for entry in report["series"] if "error" in entry)
+    status = 2 if failed else 0  # a series that cannot be read is an error, in text and in JSON alike
     if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
+        print(json.dumps(report, indent=2, allow_nan=False))
+        return status
     for line in report["notes"]:
         print(f"note: {line}")
     for entry in report["series"]:
@@ -72,7 +78,11 @@ def run(args) -> int:
         sz, sy, sx = entry["spacing_mm"]
         print(f"  {entry['n_slices']} slices, {x}x{y} px, spacing z {sz:g} / y {sy:g} / x {sx:g} mm, "
               f"orientation {entry['orientation']}")
-        print(f"  HU {entry['hu_min']:g} .. {entry['hu_max']:g}; transfer syntax {entry['transfer_syntax']}")
+        hu_range = "n/a" if entry["hu_min"] is None else f"{entry['hu_min']:g} .. {entry['hu_max']:g}"
+        print(f"  HU {hu_range}; transfer syntax {entry['transfer_syntax']}")
         for warning in entry["warnings"]:
             print(f"  warning: {warning}")
-    return 0
+    if failed:
+        print(f"ptx-annotate: error: {failed} of {len(report['series'])} series in '{args.path}' cannot be read "
+              "(see 'error:' above).", file=sys.stderr)
+    return status

@@ -28,6 +28,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    check_before_qt(args)
     from ptx_annotator.plugins.napari._launch import open_viewer, render_screenshot
 
     if args.screenshot:
@@ -38,3 +39,27 @@ def run(args) -> int:
         return 0
     return open_viewer(args.study, args.annotator, args.store, args.series, checkpoint=args.checkpoint,
                        propose=not args.no_propose, slice_index=args.slice)
+
+
+def check_before_qt(args) -> None:
+    """Everything that can be refused is refused before Qt starts (Qt aborts a process it cannot serve)."""
+    from ptx_annotator.commands._display import require_display, slice_count
+    from ptx_annotator.errors import PtxError
+
+    if not os.path.exists(args.study):
+        raise PtxError(f"'{args.study}' does not exist: give a study folder, a DICOM series folder or a NIfTI / NRRD file.")
+    if args.annotator is not None:
+        from ptx_annotator.review.store import safe_annotator_name
+
+        safe_annotator_name(args.annotator)
+    if args.screenshot:
+        folder = os.path.dirname(os.path.abspath(args.screenshot))
+        if not args.screenshot.lower().endswith(".png") or os.path.isdir(args.screenshot):
+            raise PtxError(f"--screenshot '{args.screenshot}' must be a .png file name.")
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise PtxError(f"--screenshot '{args.screenshot}': the folder '{folder}' does not exist or cannot be written.")
+    if args.slice is not None:
+        count = slice_count(args.study, args.series)
+        if not 0 <= args.slice < count:
+            raise PtxError(f"--slice {args.slice} is outside the series' slices 0..{count - 1}.")
+    require_display()

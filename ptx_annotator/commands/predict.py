@@ -57,7 +57,16 @@ def run(args) -> int:
         raise PtxError(f"--threshold must lie between 0 and 1 (got {args.threshold}).")
     if args.out and not args.out.lower().endswith((".nii", ".nii.gz")):
         raise PtxError(f"--out '{args.out}' must end in .nii.gz or .nii (a NIfTI mask with the CT's affine).")
+    if args.annotator is not None:
+        from ptx_annotator.review.store import safe_annotator_name
+
+        safe_annotator_name(args.annotator)  # an empty or unusable name is refused, never turned into 'model'
+    if args.out:
+        _check_out(args.out)
     volume = load_volume(args.path, series_uid=args.series)
+    if args.first_slice is not None and not 0 <= args.first_slice < volume.shape[0]:
+        raise PtxError(f"--first-slice {args.first_slice} is outside the series' slices 0..{volume.shape[0] - 1}.")
+    store = _claim_store(args, volume) if (args.annotator or not args.out) else None
     options = {} if args.threshold is None else {"threshold": args.threshold}
     if args.keep_outside_air:
         options["drop_outside_air"] = False
@@ -88,8 +97,8 @@ def run(args) -> int:
     if args.out:
         _write_nifti(proposal.mask, volume.affine, args.out)
         say(f"mask written to {args.out}")
-    if args.annotator or not args.out:
-        _write_store(args, volume, proposal, say)
+    if store is not None:
+        _write_store(args, volume, proposal, say, store)
     if args.json:
         _print_json(args, volume, proposal, elapsed)
     return 0
@@ -134,12 +143,49 @@ def _write_nifti(mask, affine, out) -> None:
         save_mask_nifti(mask, affine, tmp)
 
 
-def _write_store(args, volume, proposal, say=print) -> None:
+def _check_out(out) -> None:
+    """Refuse an --out that cannot be written before any computation."""
+    import os
+
+    from ptx_annotator.errors import PtxError
+
+    folder = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out):
+        raise PtxError(f"--out '{out}' is a folder: give a file name such as {os.path.join(out, 'mask.nii.gz')}.")
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise PtxError(f"--out '{out}': the folder '{folder}' does not exist or cannot be written.")
+
+
+def _claim_store(args, volume):
+    """The store, with this annotator's lock taken and its saved work read, before the long computation.
+
+    A second writer, a read-only store or a damaged review file is refused now, not after the
+    whole proposal was computed.
+    """
+    from ptx_annotator.errors import PtxError
+    from ptx_annotator.review.store import AnnotationStore
+
+    store = AnnotationStore.for_study(args.path, args.store)
+    annotator = args.annotator or DEFAULT_ANNOTATOR
+    try:
+        store.lock(volume.key, annotator)
+    except PermissionError as exc:
+        raise PtxError(f"The annotation store '{store.root}' cannot be written ({exc.strerror}): "
+                       "give a writable place with --store DIR.") from None
+    try:
+        store.load_or_empty(volume, annotator)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _write_store(args, volume, proposal, say=print, store=None) -> None:
     from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED
     from ptx_annotator.review.store import AnnotationStore
 
     kept_states = (ACCEPTED, EDITED, FLAGGED)
-    store = AnnotationStore.for_study(args.path, args.store)
+    store = store or AnnotationStore.for_study(args.path, args.store)
     try:
         annotation = store.load_or_empty(volume, args.annotator or DEFAULT_ANNOTATOR)
         proposed = kept = 0

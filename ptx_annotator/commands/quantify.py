@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ptx_annotator.commands._common import add_store_arguments
+from ptx_annotator.commands._common import add_mask_value_arguments, add_store_arguments
 
 import json
 
@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     source.add_argument("--mask", help="measure this NIfTI mask or DICOM SEG file instead")
     parser.add_argument("--ct", default=None, help="the CT the --mask belongs to (instead of STUDY)")
     add_store_arguments(parser)
+    add_mask_value_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(run=run)
 
@@ -32,9 +33,11 @@ def run(args) -> int:
     ct = args.ct or args.study
     if ct is None:
         raise PtxError("Give the CT: 'ptx-annotate quantify STUDY ...' or '--ct CT' with --mask.")
+    if (args.label is not None or args.threshold is not None) and not args.mask:
+        raise PtxError("--label and --threshold choose the content of a --mask file; give --mask MASK.")
     volume = load_volume(ct, args.series)
     if args.mask:
-        mask, what = read_mask_file(args.mask, volume).mask, args.mask
+        mask, what = read_mask_file(args.mask, volume, label=args.label, threshold=args.threshold).mask, args.mask
     else:
         annotation = load_annotation(volume, AnnotationStore.for_study(ct, args.store), args.annotator)
         mask, what = annotation.mask, f"annotator '{annotation.annotator}' v{annotation.version}"

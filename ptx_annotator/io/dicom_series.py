@@ -15,6 +15,7 @@ from pydicom.pixels import apply_modality_lut
 from ptx_annotator.errors import NotCTError, SeriesError, StudyError
 from ptx_annotator.volume import Volume
 from ptx_annotator.io.discovery import SeriesFiles, StudyScan, group_series, iter_candidate_files, short_reason
+from ptx_annotator.io.volume_files import nonfinite_warnings
 
 #: Relative deviation of one slice step from the median step that counts as uneven.
 UNEVEN_TOLERANCE = 0.05
@@ -114,6 +115,15 @@ def _read_one(path: str):
 
 
 def _raw_pixels(ds, path: str) -> np.ndarray:
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if samples != 1:
+        raise SeriesError(
+            f"'{os.path.basename(path)}' ({path}) is a colour image ({samples} samples per pixel, "
+            f"{getattr(ds, 'PhotometricInterpretation', '?')}), not a greyscale CT slice: it is a screenshot or a "
+            "secondary capture. Choose the CT series of the study.")
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise SeriesError(f"'{os.path.basename(path)}' ({path}) has no pixel data: it is incomplete. "
+                          "Re-copy it from the source, or remove it.")
     try:
         raw = ds.pixel_array
     except Exception as exc:  # truncated data, missing decoder, bad header
@@ -225,6 +235,7 @@ def _volume_from_datasets(datasets: list, files: list[str], allow_non_ct: bool) 
         _check_steps(steps, along_normal, z_spacing, warnings)
 
     hu = _stack_hu(datasets, files)
+    warnings += nonfinite_warnings(hu, f"Series {series_uid}")
 
     affine = np.eye(4)
     affine[:3, 0] = z_vector

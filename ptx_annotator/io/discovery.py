@@ -103,8 +103,13 @@ def group_series(datasets: dict, skipped: list) -> list[SeriesFiles]:
     by_uid: dict[str, SeriesFiles] = {}
     for path, ds in datasets.items():
         modality = str(getattr(ds, "Modality", "") or "")
-        if modality.upper() in NON_IMAGE_MODALITIES or "Rows" not in ds:
-            skipped.append((path, f"DICOM {modality or 'object'} without an image to annotate"))
+        if modality.upper() in NON_IMAGE_MODALITIES:
+            skipped.append((path, f"DICOM {modality} without an image to annotate"))
+            continue
+        if "Rows" not in ds:
+            size = os.path.getsize(path) if os.path.exists(path) else 0
+            skipped.append((path, f"DICOM {modality or 'file'} of {size} bytes without image attributes (no Rows): "
+                                  "truncated or damaged, re-copy it"))
             continue
         uid = str(getattr(ds, "SeriesInstanceUID", "") or "") or "unknown-series"
         entry = by_uid.get(uid)

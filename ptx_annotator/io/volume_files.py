@@ -86,12 +86,28 @@ def _space_to_lps(space: str, path) -> np.ndarray:
     return np.diag(known[space]).astype(float)
 
 
+def nonfinite_warnings(values: np.ndarray, what: str) -> list[str]:
+    """A warning when ``values`` hold NaN or infinite numbers (they are kept, never silently replaced)."""
+    if values.dtype.kind != "f":
+        return []
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if not bad:
+        return []
+    return [f"{what} has {bad} NaN or infinite voxel values ({100 * bad / values.size:.2g}% of the volume): "
+            "the file is damaged or not a CT in HU; measurements and proposals there are meaningless."]
+
+
 def _volume(data: np.ndarray, affine: np.ndarray, path) -> Volume:
-    if data.dtype.kind == "f" and np.all(np.mod(data[:: max(1, data.shape[0] // 8)], 1) == 0):
-        if data.min() >= -32768 and data.max() <= 32767:
+    warnings = nonfinite_warnings(data, f"'{Path(path).name}'")
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(np.asarray(affine)[:3, :3])) < 1e-9:
+        raise StudyError(f"'{path}' has no usable geometry (its affine is singular or not finite): "
+                         "re-export it with its voxel spacing and orientation.")
+    if data.dtype.kind == "f":
+        whole = not warnings and np.all(np.mod(data[:: max(1, data.shape[0] // 8)], 1) == 0)
+        if whole and data.min() >= -32768 and data.max() <= 32767:
             data = data.astype(np.int16)
-    elif data.dtype.kind == "f":
-        data = data.astype(np.float32)
+        else:
+            data = data.astype(np.float32)
     return Volume(
         hu=data,
         spacing=spacing_from_affine(affine),
@@ -99,6 +115,7 @@ def _volume(data: np.ndarray, affine: np.ndarray, path) -> Volume:
         source=str(path),
         description=Path(path).name,
         transfer_syntax="NIfTI" if str(path).lower().endswith((".nii", ".nii.gz")) else "NRRD",
+        warnings=warnings,
     )
 
 
