@@ -36,3 +36,19 @@ def resolve_study_sources(args):
     from ptx_annotator.commands._dicomweb_args import resolve_study_urls
 
     return resolve_study_urls(args)
+
+
+def refuse_output_inside_study(study, out_dir) -> None:
+    """Refuse an output folder inside the input study (a written series would mix with the real one)."""
+    from pathlib import Path
+
+    from ptx_annotator.errors import PtxError
+
+    source = Path(study).absolute()
+    folder = source if source.is_dir() else source.parent
+    out = Path(out_dir).absolute()
+    if out == folder or folder in out.parents:
+        raise PtxError(f"The output folder '{out_dir}' lies inside the study folder '{folder}': what is written there "
+                       "would mix with the study's own series. Give an output folder outside it, e.g. a sibling.")
+    if out.exists() and not out.is_dir():
+        raise PtxError(f"The output folder '{out_dir}' is a file: give a folder.")
