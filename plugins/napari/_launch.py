@@ -26,7 +26,7 @@ def open_viewer(study, annotator: str | None = None, store_dir=None, series_uid=
     widget = ReviewWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Pneumothorax review", area="right")
     try:
-        annotator = annotator or remembered_annotator() or ask_annotator(viewer.window._qt_window)
+        annotator = annotator or remembered_annotator() or ask_annotator(widget)
         remember_annotator(annotator)
         if checkpoint:
             widget.set_checkpoint(checkpoint)
@@ -74,7 +74,7 @@ def render_screenshot(study, out, annotator: str = "viewer", store_dir=None, ser
 
     import napari
 
-    from ._propose import CLASSICAL, make_proposer
+    from ._propose import make_proposer
     from ._review_widget import ReviewWidget
 
     viewer = napari.Viewer(show=False, title="ptx-annotator")
@@ -86,18 +86,20 @@ def render_screenshot(study, out, annotator: str = "viewer", store_dir=None, ser
             widget.go_to(slice_index)
         if propose and proposer is None:
             try:
-                proposer = make_proposer("checkpoint" if checkpoint else CLASSICAL, checkpoint)
+                proposer = make_proposer(checkpoint)
             except PtxError as exc:
                 print(f"warning: no proposal overlay: {exc}", file=sys.stderr)
         if propose and proposer is not None:
-            session.begin_proposal(proposer.source_id, proposer.describe())
-            for result in proposer.iter_slices(session.volume, session.current_slice):
+            results = list(proposer.iter_slices(session.volume, session.current_slice))
+            session.begin_proposal(proposer.source_id, proposer.describe(),
+                                   with_probabilities=bool(results) and results[0].probability is not None)
+            for result in results:
                 session.add_proposal_slice(result)
             session.finish_proposal(True)
             session.dirty = False
-            widget._refresh(mask=True, overlay=True, volumes=True)
-            widget._status(f"Proposal by {proposer.source_id}; annotator '{session.annotator}'.")
-        viewer.window._qt_window.resize(*size)
+            widget._status(f"Proposal by {proposer.source_id} (amber outline); annotator '{session.annotator}' "
+                           "(red fill).")
+        viewer.window.resize(*size)
         viewer.screenshot(canvas_only=False, flash=False)  # the first grab can come back black
         image = viewer.screenshot(canvas_only=False, flash=False)
         widget.close_session()

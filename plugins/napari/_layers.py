@@ -2,7 +2,9 @@
 
 Everything is in mm: a layer's ``scale`` is the voxel spacing (z, y, x), so napari's rulers,
 scale bar and coordinates read in mm. The CT's patient geometry travels in the layer metadata
-(``ptx_series_key``, ``ptx_affine``, ``ptx_source``) so a widget can rebuild the Volume.
+(``ptx_series_key``, ``ptx_affine``, ``ptx_source``) so a widget can rebuild the Volume; the
+review widget adds ``ptx_store_root`` (where the study's annotations are saved, ``--store`` or
+the study's own store) so the Compare and Fine-tune widgets use the same store.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, MEDIASTINAL_WINDOW_HU
+from ptx_annotator.review.states import PROPOSED, STATE_COLORS
 from ptx_annotator.volume import Volume
 
-#: Colour of the annotator's mask (label 1) and of the read-only proposal overlay.
+#: The reader's mask is filled in this colour (label 1) ...
 MASK_RGBA = (1.0, 0.25, 0.2, 1.0)
-PROPOSAL_COLORMAP = "yellow"
-PROPOSAL_LAYER = "proposal (read-only)"
+#: ... and the machine's proposal is only outlined, in the colour of the ``proposed`` state, so
+#: the two stay apart where they overlap (no blend: an outline over a fill).
+PROPOSAL_RGBA = tuple(int(STATE_COLORS[PROPOSED][i:i + 2], 16) / 255 for i in (1, 3, 5)) + (1.0,)
+PROPOSAL_OUTLINE_PX = 2
+PROPOSAL_LAYER = "proposal (outline, read-only)"
 WINDOWS = {"lung": LUNG_WINDOW_HU, "mediastinal": MEDIASTINAL_WINDOW_HU}
 #: Array axes (z runs from the first slice along the slice normal, inferior for axial series).
 AXIS_LABELS = ("z", "y", "x")
@@ -68,7 +74,7 @@ def volume_from_layer(layer) -> Volume | None:
 
 def add_review_layers(viewer, volume: Volume, mask: np.ndarray, proposal: np.ndarray, annotator: str,
                       image=None):
-    """Add the CT (unless ``image`` is that layer already), the read-only proposal and the editable mask.
+    """Add the CT (unless ``image`` is that layer already), the proposal outline and the editable mask.
 
     ``mask`` and ``proposal`` are shared, not copied: the session edits them in place.
     Returns the three layers.
@@ -76,10 +82,12 @@ def add_review_layers(viewer, volume: Volume, mask: np.ndarray, proposal: np.nda
     data, kwargs, _ = image_layer_data(volume)
     if image is None:
         image = viewer.add_image(data, **kwargs)
-    overlay = viewer.add_image(
-        proposal, name=PROPOSAL_LAYER, scale=kwargs["scale"], colormap=PROPOSAL_COLORMAP,
-        contrast_limits=(0, 1), blending="additive", opacity=0.55, units="mm", axis_labels=AXIS_LABELS,
+    overlay = viewer.add_labels(
+        proposal, name=PROPOSAL_LAYER, scale=kwargs["scale"], opacity=1.0, units="mm", axis_labels=AXIS_LABELS,
     )
+    overlay.colormap = _one_label_colormap(PROPOSAL_RGBA)
+    overlay.contour = PROPOSAL_OUTLINE_PX
+    overlay.editable = False
     overlay.locked = True  # read-only: not a painting target, not movable
     labels = viewer.add_labels(
         mask, name=mask_layer_name(annotator), scale=kwargs["scale"], opacity=0.45, units="mm",
@@ -91,10 +99,14 @@ def add_review_layers(viewer, volume: Volume, mask: np.ndarray, proposal: np.nda
     return image, overlay, labels
 
 
-def _style_mask_layer(labels) -> None:
+def _one_label_colormap(rgba):
     from napari.utils import DirectLabelColormap
 
-    labels.colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: MASK_RGBA})
+    return DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: rgba})
+
+
+def _style_mask_layer(labels) -> None:
+    labels.colormap = _one_label_colormap(MASK_RGBA)
     labels.selected_label = 1
     labels.brush_size = 8
     labels.mode = "paint"

@@ -1,185 +1,215 @@
-"""Running a proposer off the GUI thread: a napari thread worker that yields one slice at a time."""
+"""Proposing off the GUI thread: a controller that loads (and caches) the proposer in the worker.
+
+:class:`ProposalController` is plain Python over napari's ``thread_worker``: ``start(session)``
+runs the picked proposer in a worker thread, the slice on screen first. The worker loads the
+proposer itself (a checkpoint is read, BatchNorm folded and hashed once, then kept in a cache
+keyed by the file's path, size and modification time), tells the GUI thread what it is
+(:class:`ProposalStarted`, whether it gives probabilities), then yields one
+:class:`~ptx_annotator.proposers.contract.SliceResult` per slice. Slices reach the session on the
+GUI thread only, and only the session the run was started for. Progress goes to the activity
+dock (``napari.utils.progress``). The controller announces what happened through psygnal
+signals; the review widget turns them into messages.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
-from functools import partial
+from dataclasses import dataclass
 
 from napari.qt.threading import thread_worker
-from qtpy.QtWidgets import QFileDialog
+from psygnal import Signal
 
 from ptx_annotator.errors import PtxError
 
-from ._guard import never_raises
-
 CLASSICAL = "classical"
-CHECKPOINT_ENTRY = "model checkpoint…"
 
 
-def make_proposer(choice: str, checkpoint: str | None = None):
-    """The proposer for a picker entry: 'classical', or a model checkpoint file."""
+@dataclass
+class ProposalStarted:
+    """The worker's first message: the proposer is loaded."""
+
+    source: str
+    params: dict
+    with_probabilities: bool
+
+
+def make_proposer(checkpoint: str | None = None):
+    """The classical proposer, or the model of ``checkpoint`` (via the core's one ``get_proposer``)."""
     from ptx_annotator.proposers import get_proposer
 
     try:
-        if choice == CLASSICAL or not checkpoint:
-            return get_proposer(checkpoint=None, proposer=CLASSICAL)
-        return get_proposer(checkpoint=checkpoint)
+        return get_proposer(checkpoint=checkpoint or None, proposer=CLASSICAL)
     except ImportError as exc:
         raise PtxError(f"The {'model' if checkpoint else 'classical'} proposer is not available in this "
                        f"installation ({exc}). Reinstall ptx-annotator with its dependencies.") from exc
 
 
+class ProposerCache:
+    """Loaded proposers by checkpoint file (path, size, mtime); safe to use from worker threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: dict = {}
+        self.loads = 0
+
+    @staticmethod
+    def key(checkpoint: str | None):
+        if not checkpoint:
+            return (CLASSICAL,)
+        stat = os.stat(checkpoint)
+        return (os.path.abspath(checkpoint), stat.st_size, stat.st_mtime_ns)
+
+    def get(self, checkpoint: str | None):
+        key = self.key(checkpoint)
+        with self._lock:
+            proposer = self._loaded.get(key)
+            if proposer is None:
+                proposer = make_proposer(checkpoint)
+                self.loads += 1
+                self._loaded = {key: proposer}  # keep the newest only: a model may be large
+            return proposer
+
+
 class ProposalRun:
-    """One proposer run over a volume in a napari thread worker, cancellable between slices.
+    """One run: its session, its cancel flag and how far it got."""
 
-    Connect ``worker.yielded`` (a :class:`~ptx_annotator.proposers.contract.SliceResult` per slice),
-    ``worker.finished`` and ``worker.errored`` before calling :meth:`start`; those signals arrive
-    on the GUI thread, where layers may be touched.
-    """
-
-    def __init__(self, proposer, volume, first_slice: int | None):
+    def __init__(self, session, total: int):
+        self.session = session
+        self.total = total
         self.cancel_event = threading.Event()
         self.slices_done = 0
-        self.session = None  # the review session the slices go to (set by the widget)
-        self.total = volume.shape[0]
-        self.worker = _iterate_proposer(proposer, volume, first_slice, self.cancel_event)
-
-    def start(self) -> None:
-        self.worker.start()
-
-    def cancel(self) -> None:
-        self.cancel_event.set()
-        self.worker.quit()
+        self.changed = 0
+        self.worker = None
+        self.progress = None
 
     @property
     def cancelled(self) -> bool:
         return self.cancel_event.is_set()
 
 
-@thread_worker(start_thread=False)
-def _iterate_proposer(proposer, volume, first_slice, cancel_event):
-    for result in proposer.iter_slices(volume, first_slice, should_cancel=cancel_event.is_set):
-        yield result
-        if cancel_event.is_set():
-            return
+class ProposalController:
+    """Picks, loads and runs a proposer for a review session.
 
-
-class ProposalMixin:
-    """The Propose part of the review widget: picker, worker, progress bar, cancel.
-
-    Expects ``session``, ``proposer_combo``, ``propose_button``, ``_refresh``, ``_status``,
-    ``_error`` and ``_need_session`` on the widget it is mixed into.
+    Signals: ``started(source)`` once the proposer is loaded, ``finished(completed: bool, slices: int)``
+    when a started run ends, ``failed(message)``, and ``ended()`` after every run however it ended.
     """
 
-    proposal_run: ProposalRun | None = None
-    _progress = None
-    checkpoint: str | None = None
+    started = Signal(str)
+    finished = Signal(bool, int)
+    failed = Signal(str)
+    ended = Signal()
 
-    @never_raises
-    def _on_proposer_picked(self, index: int) -> None:
-        if self.proposer_combo.itemText(index) != CHECKPOINT_ENTRY:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Model checkpoint", "", "Checkpoints (*.safetensors)")
-        if path:
-            self.set_checkpoint(path)
-        else:
-            self.proposer_combo.setCurrentIndex(0)
+    def __init__(self) -> None:
+        self.checkpoint: str | None = None
+        self.cache = ProposerCache()
+        self.run: ProposalRun | None = None
 
-    def set_checkpoint(self, path: str) -> None:
-        """Offer ``path`` in the proposer picker and select it."""
-        self.checkpoint = os.fspath(path)
-        self.proposer_combo.insertItem(1, os.path.basename(self.checkpoint), self.checkpoint)
-        self.proposer_combo.setCurrentIndex(1)
+    @property
+    def running(self) -> bool:
+        return self.run is not None
 
-    def kept_proposal_matches(self) -> bool:
-        """Whether the session shows a kept proposal made by the proposer picked now (no need to redo it)."""
-        kept = self.session.proposal_source if self.session is not None else None
+    def set_checkpoint(self, path: str | None) -> None:
+        self.checkpoint = os.fspath(path) if path else None
+
+    def kept_proposal_matches(self, session) -> bool:
+        """Whether ``session`` shows a kept proposal by the proposer picked now (no need to redo it)."""
+        kept = session.proposal_source if session is not None else None
         if not kept:
             return False
-        checkpoint = self.proposer_combo.currentData()
-        if checkpoint is None:
+        if self.checkpoint is None:
             from ptx_annotator.proposers.classical import ClassicalProposer
 
             return kept == ClassicalProposer.source_id
         from ptx_annotator.proposers.inference import file_sha256
 
-        recorded = (self.session.proposal_params.get("checkpoint") or {}).get("sha256")
+        recorded = (session.proposal_params.get("checkpoint") or {}).get("sha256")
         try:
-            return bool(recorded) and recorded == file_sha256(checkpoint)
+            return bool(recorded) and recorded == file_sha256(self.checkpoint)
         except OSError:
             return False
 
-    def toggle_proposal(self) -> None:
-        if self.proposal_run is not None:
-            self.cancel_proposal()
-        else:
-            self.start_proposal()
-
-    def start_proposal(self) -> ProposalRun:
-        """Run the picked proposer in a thread worker, the slice on screen first."""
+    def start(self, session) -> ProposalRun:
+        """Propose over ``session``'s volume in a worker thread, its current slice first."""
         from napari.utils import progress
 
-        session = self._need_session()
-        if self.proposal_run is not None:
+        if self.run is not None:
             raise PtxError("A proposal is already running; cancel it first.")
-        checkpoint = self.proposer_combo.currentData()
-        proposer = make_proposer(CLASSICAL if checkpoint is None else "checkpoint", checkpoint)
-        session.begin_proposal(proposer.source_id, proposer.describe())
-        run = self.proposal_run = ProposalRun(proposer, session.volume, session.current_slice)
-        run.session = session
-        run.worker.yielded.connect(partial(self._on_proposal_slice, run))
-        run.worker.errored.connect(partial(self._on_proposal_error, run))
-        run.worker.finished.connect(partial(self._on_proposal_finished, run))
-        self._progress = progress(total=run.total, desc=f"Proposing ({proposer.source_id})")
-        self.propose_button.setText("Cancel")
-        self._status(f"Proposing with {proposer.source_id}…")
-        run.start()
+        run = self.run = ProposalRun(session, session.n_slices)
+        run.worker = _propose_in_worker(self.cache, self.checkpoint, session.volume, session.current_slice,
+                                        run.cancel_event)
+        run.worker.yielded.connect(lambda item, run=run: self._on_item(run, item))
+        run.worker.errored.connect(lambda exc, run=run: self._on_error(run, exc))
+        run.worker.finished.connect(lambda run=run: self._on_finished(run))
+        name = os.path.basename(self.checkpoint) if self.checkpoint else CLASSICAL
+        run.progress = progress(total=run.total, desc=f"Proposing ({name})")
+        run.worker.start()
         return run
 
-    def cancel_proposal(self) -> None:
-        if self.proposal_run is not None:
-            self.proposal_run.cancel()
-            self._status("Cancelling the proposal…")
+    def cancel(self) -> None:
+        """Ask the run to stop after the slice in hand (what it proposed so far is kept)."""
+        if self.run is not None:
+            self.run.cancel_event.set()
+            self.run.worker.quit()
 
-    def stop_proposal(self) -> None:
-        """Cancel the running proposal and forget it at once (its late slices are ignored)."""
-        if self.proposal_run is not None:
-            self.proposal_run.cancel()
-            self._end_proposal_run()
+    def stop(self) -> None:
+        """Cancel and forget the run at once: its late slices are ignored (the series is closing)."""
+        run = self.run
+        if run is not None:
+            self.cancel()
+            self._end(run)
 
-    def _end_proposal_run(self) -> None:
-        self.proposal_run = None
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-        self.propose_button.setText("Propose")
-
-    @never_raises
-    def _on_proposal_slice(self, run, result) -> None:
-        session = self.session
-        if run is not self.proposal_run or session is None or run.session is not session:
+    # -- GUI-thread callbacks -------------------------------------------------------------------
+    def _on_item(self, run: ProposalRun, item) -> None:
+        if run is not self.run:
+            return
+        session = run.session
+        if isinstance(item, ProposalStarted):
+            session.begin_proposal(item.source, item.params, with_probabilities=item.with_probabilities)
+            self.started.emit(item.source)
             return
         run.slices_done += 1
-        session.add_proposal_slice(result)
-        if result.index == session.current_slice or run.slices_done % 8 == 0:
-            self._refresh(mask=True, overlay=True, volumes=True)
-        if self._progress is not None:
-            self._progress.update(1)  # may process pending events (even this run's end)
+        if session.add_proposal_slice(item):
+            run.changed += 1
+        if run.progress is not None:
+            run.progress.update(1)
 
-    def _on_proposal_error(self, run, exc) -> None:
-        if run is self.proposal_run:
-            self._error(f"The proposer failed: {exc}. Slices proposed so far are kept.")
+    def _on_error(self, run: ProposalRun, exc) -> None:
+        if run is self.run:
+            message = str(exc) if isinstance(exc, PtxError) else f"{type(exc).__name__}: {exc}"
+            self.failed.emit(f"The proposer failed: {message}. Slices proposed so far are kept.")
 
-    @never_raises
-    def _on_proposal_finished(self, run) -> None:
-        if run is not self.proposal_run:
-            return  # a run stopped when its series was closed
-        self._end_proposal_run()
-        if self.session is None or run.session is not self.session:
+    def _on_finished(self, run: ProposalRun) -> None:
+        if run is not self.run:
+            return  # stopped when its series was closed
+        self._end(run)
+        session = run.session
+        if session.proposal_source is None:
+            return  # failed before the proposer was loaded
+        completed = len(session.proposal_indices) == run.total
+        session.finish_proposal(completed)
+        self.finished.emit(completed, len(session.proposal_indices))
+
+    def _end(self, run: ProposalRun) -> None:
+        if run is self.run:
+            self.run = None
+        if run.progress is not None:
+            run.progress.close()
+            run.progress = None
+        self.ended.emit()
+
+
+@thread_worker(start_thread=False, ignore_errors=True)
+def _propose_in_worker(cache: ProposerCache, checkpoint, volume, first_slice, cancel_event):
+    proposer = cache.get(checkpoint)  # loading, BatchNorm folding and hashing happen here, once per file
+    results = proposer.iter_slices(volume, first_slice, should_cancel=cancel_event.is_set)
+    first = next(results, None)
+    yield ProposalStarted(proposer.source_id, proposer.describe(),
+                          with_probabilities=first is not None and first.probability is not None)
+    if first is None:
+        return
+    yield first
+    for result in results:
+        if cancel_event.is_set():
             return
-        completed = len(self.session.proposed_slices) == run.total
-        self.session.finish_proposal(completed)
-        self._refresh(mask=True, overlay=True, volumes=True)
-        self._status(f"Proposal {'complete' if completed else 'cancelled'}: {len(self.session.proposed_slices)} "
-                     f"of {run.total} slices.")
+        yield result

@@ -1,86 +1,100 @@
 """The review dock widget: a thin Qt shell over :class:`ptx_annotator.review.session.ReviewSession`.
 
-Keys (viewer-wide and on the mask layer): A accept, N / P next / previous slice needing review,
-F flag, W lung / mediastinal window. Every action goes through :meth:`ReviewWidget._run_action`,
-which turns failures into a message in the widget and a napari notification, never a traceback.
+Every button and key (see :mod:`._shortcuts`) calls one session method through
+:meth:`ReviewWidget._run_action`, which turns failures into a message, never a traceback. The
+views (layers, state strip, labels, coronal / sagittal views, version list) never refresh each
+other: they subscribe to the session's events. Proposals run in :class:`._propose.ProposalController`,
+saves in :class:`._autosave.SessionSaver`; the session is published to the viewer's one
+:class:`._owner.ReviewOwner`, where the other widgets find it.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 
-import numpy as np
-from napari.qt.threading import thread_worker
 from qtpy.QtCore import QEvent, QTimer
-from qtpy.QtWidgets import QApplication, QFileDialog, QWidget
+from qtpy.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
 from ptx_annotator.errors import PtxError
 from ptx_annotator.review.session import ReviewSession
 
-from ._layers import add_review_layers, set_window, volume_from_layer
-from ._propose import ProposalMixin
+from ._autosave import SessionSaver
 from ._guard import never_raises
-from ._review_ui import build_review_controls
+from ._layers import WINDOWS, add_review_layers, set_window, volume_from_layer
+from ._ortho import OrthoViews
+from ._owner import owner_of
+from ._propose import ProposalController
+from ._review_ui import CHECKPOINT_ENTRY, build_review_controls
+from ._review_views import ROLE_VERSION, SessionViews, painted_slices
 from ._settings import remember_annotator, remembered_annotator
-
-AUTOSAVE_AFTER_EDIT_MS = 30_000
-SAVE_WAIT_S = 60.0
-#: Saving waits this long after a slice change, so the new slice is drawn first (and a quick
-#: run through several slices saves once).
-SAVE_AFTER_SLICE_CHANGE_MS = 250
+from ._shortcuts import SHORTCUTS
 
 
-class ReviewWidget(ProposalMixin, QWidget):
-    """Review one series: state strip, accept / flag / clear / copy, proposals, volumes, autosave."""
+def confirm(parent, title: str, text: str) -> bool:
+    """Ask a yes/no question (tests replace this function)."""
+    return QMessageBox.question(parent, title, text) == QMessageBox.Yes
+
+
+def choose_store(parent, proposed: str) -> str | None:
+    """Ask where to save annotations of a layer's study: ``proposed``, another folder, or None (memory only)."""
+    box = QMessageBox(parent)
+    box.setWindowTitle("Where to save annotations")
+    box.setText(f"Your mask and review states will be saved to\n{proposed}\n(inside the study folder).")
+    save = box.addButton("Save there", QMessageBox.AcceptRole)
+    other = box.addButton("Choose another folder…", QMessageBox.ActionRole)
+    box.addButton("Keep in memory only", QMessageBox.RejectRole)
+    box.exec_()
+    if box.clickedButton() is save:
+        return proposed
+    if box.clickedButton() is other:
+        return QFileDialog.getExistingDirectory(parent, "Folder for the annotations") or None
+    return None
+
+
+class ReviewWidget(QWidget):
+    """Review one series: state strip, bulk review, tools, proposals, versions, autosave."""
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        self.owner = owner_of(napari_viewer)
         self.session: ReviewSession | None = None
         self.image_layer = self.overlay_layer = self.mask_layer = None
-        self.proposal_run: ProposalRun | None = None
-        self._progress = None
         self._series: list = []
         self._study: dict = {}
-        self.checkpoint: str | None = None
-        self._build_ui()
-        self.autosave_timer = QTimer(self)
-        self.autosave_timer.setSingleShot(True)
-        self.autosave_timer.setInterval(AUTOSAVE_AFTER_EDIT_MS)
-        self.autosave_timer.timeout.connect(self.save_in_background)
-        self.slice_save_timer = QTimer(self)
-        self.slice_save_timer.setSingleShot(True)
-        self.slice_save_timer.setInterval(SAVE_AFTER_SLICE_CHANGE_MS)
-        self.slice_save_timer.timeout.connect(self.save_in_background)
-        self._save_done = threading.Event()
-        self._save_done.set()  # no save in flight
-        self._save_pending = False
-        self._save_in_flight = (None, None)
+        self.proposals = ProposalController()
+        self.proposals.started.connect(lambda source: self._status(f"Proposing with {source}…"))
+        self.proposals.failed.connect(self._error)
+        self.proposals.finished.connect(self._on_proposal_finished)
+        self.proposals.ended.connect(lambda: self.propose_button.setText("Propose"))
+        self.saver = SessionSaver(lambda: self.session, self)
+        build_review_controls(self)
+        self.ortho = OrthoViews()
+        self.ortho.sliceClicked.connect(self.go_to)
+        self.views = SessionViews(self)
+        window = getattr(self.viewer, "window", None)
+        if window is not None and hasattr(window, "add_dock_widget"):
+            window.add_dock_widget(self.ortho, name="Coronal / sagittal", area="left")
         self.viewer.dims.events.current_step.connect(self._on_step)
         self._bind_keys(self.viewer)
-        window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
-        if window is not None:
-            window.installEventFilter(self)
+        self._watched_window = None
         if QApplication.instance() is not None:
             QApplication.instance().aboutToQuit.connect(self.close_session)
         self.annotator_edit.setText(remembered_annotator() or "")
 
-    # -- UI ------------------------------------------------------------------------------------
-    def _build_ui(self) -> None:
-        build_review_controls(self)
-
     def _bind_keys(self, provider) -> None:
-        for key, handler in (("a", self.accept_slice), ("n", self.next_needing_review),
-                             ("p", self.previous_needing_review), ("f", self.flag_slice),
-                             ("w", self.toggle_window)):
-            provider.bind_key(key, lambda _=None, h=handler: self._run_action(h), overwrite=True)
+        for key, _, method in SHORTCUTS:
+            provider.bind_key(key, lambda _=None, m=method: self._run_action(getattr(self, m)), overwrite=True)
 
     # -- opening -------------------------------------------------------------------------------
     def open_study(self, path, annotator: str | None = None, store_dir=None, series_uid: str | None = None,
                    propose: bool = False, read_only: bool = False) -> ReviewSession:
-        """Open ``path`` (DICOM study folder, NIfTI or NRRD) for ``annotator``; picks a series."""
+        """Open ``path`` (DICOM study folder, NIfTI or NRRD) for ``annotator``.
+
+        With several series the picker offers them all; ``series_uid`` picks one, else the CT
+        series with the most images comes first.
+        """
         from ptx_annotator.io import scan_study
         from ptx_annotator.io.volume_files import VOLUME_SUFFIXES
 
@@ -88,23 +102,17 @@ class ReviewWidget(ProposalMixin, QWidget):
         if not annotator:
             raise PtxError("Type your annotator name first (it names your mask in the store).")
         self._study = {"path": os.fspath(path), "annotator": annotator, "store_dir": store_dir, "read_only": read_only}
-        self._series = []
-        if not str(path).lower().endswith(VOLUME_SUFFIXES):
-            self._series = [s for s in scan_study(path).series]
+        self._series = [] if str(path).lower().endswith(VOLUME_SUFFIXES) else list(scan_study(path).series)
         self.series_combo.clear()
         for series in self._series:
             self.series_combo.addItem(f"{series.description or 'series'} · {len(series.files)} images · "
                                       f"{series.modality} · …{series.series_uid[-12:]}")
         self.series_combo.setVisible(len(self._series) > 1)
-        index = 0
-        if series_uid is not None:
-            uids = [s.series_uid for s in self._series]
-            if series_uid not in uids:
-                raise PtxError(f"Series {series_uid} is not in '{path}'; it holds: {', '.join(uids) or 'none'}.")
-            index = uids.index(series_uid)
-        elif self._series:
-            sizes = [len(s.files) if s.modality.upper() in ("CT", "") else 0 for s in self._series]
-            index = int(np.argmax(sizes))
+        uids = [s.series_uid for s in self._series]
+        if series_uid is not None and series_uid not in uids:
+            raise PtxError(f"Series {series_uid} is not in '{path}'; it holds: {', '.join(uids) or 'none'}.")
+        sizes = [len(s.files) if s.modality.upper() in ("CT", "") else 0 for s in self._series]
+        index = uids.index(series_uid) if series_uid is not None else (sizes.index(max(sizes)) if sizes else 0)
         self.series_combo.setCurrentIndex(index)
         self.switch_series(index, propose=propose)
         return self.session
@@ -112,26 +120,33 @@ class ReviewWidget(ProposalMixin, QWidget):
     def switch_series(self, index: int, propose: bool = False) -> None:
         """Load series ``index`` of the open study (saving the one on screen first)."""
         from ptx_annotator.io import load_volume, read_series_files
+
+        volume = read_series_files(self._series[index].files) if self._series else load_volume(self._study["path"])
+        self._open_volume(volume, propose)
+
+    def _open_volume(self, volume, propose: bool) -> None:
         from ptx_annotator.review.store import AnnotationStore
 
-        path, annotator = self._study["path"], self._study["annotator"]
-        volume = read_series_files(self._series[index].files) if self._series else load_volume(path)
         read_only = self._study["read_only"]
         try:
-            store = AnnotationStore.for_study(path, self._study["store_dir"])
+            store = AnnotationStore.for_study(self._study["path"], self._study["store_dir"])
         except PtxError:
             if not read_only:
                 raise
             store = None  # a read-only look at a read-only study: nothing to load or save
-        self.attach(volume, store, annotator, read_only=read_only)
-        if propose and self.kept_proposal_matches():
+        self.attach(volume, store, self._study["annotator"], read_only=read_only)
+        if propose and self.proposals.kept_proposal_matches(self.session):
             self._status(f"Proposal by {self.session.proposal_source} restored from the store; Propose makes it again.")
         elif propose:  # the study stays open when the proposer cannot run
             self._run_action(self.start_proposal)
 
     def review_selected_layer(self) -> None:
-        """Review the selected CT layer (else the top one) opened with this plugin's reader or sample data."""
-        from ptx_annotator.review.store import AnnotationStore
+        """Review the selected CT layer (else the top one) opened with this plugin's reader or sample data.
+
+        Where the annotations go is asked first (the study's own ``.ptx`` folder, another folder,
+        or memory only), unless the layer already names its store.
+        """
+        from ptx_annotator.review.store import AnnotationStore, store_root_for
 
         active = self.viewer.layers.selection.active
         candidates = [active] + [layer for layer in reversed(self.viewer.layers) if layer is not active]
@@ -142,7 +157,10 @@ class ReviewWidget(ProposalMixin, QWidget):
         annotator = self.annotator_edit.text().strip()
         if not annotator:
             raise PtxError("Type your annotator name first (it names your mask in the store).")
-        store = AnnotationStore.for_study(volume.source) if os.path.exists(volume.source) else None
+        root = (layer.metadata or {}).get("ptx_store_root")
+        if root is None and os.path.exists(volume.source):
+            root = choose_store(self, os.fspath(store_root_for(volume.source)))
+        store = AnnotationStore.for_study(volume.source, root) if root else None
         self.attach(volume, store, annotator, image_layer=layer)
 
     def attach(self, volume, store, annotator: str, read_only: bool = False, image_layer=None) -> ReviewSession:
@@ -155,20 +173,22 @@ class ReviewWidget(ProposalMixin, QWidget):
             session = ReviewSession(volume, annotation, None) if annotation else ReviewSession.open(volume, None, annotator)
         else:
             session = ReviewSession.open(volume, store, annotator)
-        if not read_only:
             remember_annotator(session.annotator)
         self.annotator_edit.setText(session.annotator)
         # layers first, session second: adding layers moves the dims, which must not move the session
         self.image_layer, self.overlay_layer, self.mask_layer = add_review_layers(
             self.viewer, volume, session.annotation.mask, session.proposal_mask, session.annotator, image_layer)
+        if store is not None and not read_only:
+            self.image_layer.metadata["ptx_store_root"] = os.fspath(store.root)  # the Compare / Fine-tune widgets' store
         self.mask_layer.events.paint.connect(self._on_paint)
-        _report_undo_as_paint(self.mask_layer)
+        self.mask_layer.mouse_drag_callbacks.append(self._on_canvas_click)
         self._bind_keys(self.mask_layer)
         self._apply_window(self.window_check.isChecked())
         self.viewer.dims.set_current_step(0, session.current_slice)
         self.viewer.reset_view()
         self.session = session
-        self._refresh(volumes=True)
+        self.views.follow(session)
+        self.owner.set_session(session, self.image_layer, self)
         where = f"saving to {session.store.root}" if session.store is not None else (
             "read-only view" if read_only else "kept in memory only (not saved)")
         self._status(f"{volume.description or volume.key}: {volume.shape[0]} slices; {where}.")
@@ -201,127 +221,232 @@ class ReviewWidget(ProposalMixin, QWidget):
             raise PtxError("Open a study first (Open study… or `ptx-annotate STUDY`).")
         return self.session
 
+    def selected_range(self) -> tuple[int, int]:
+        first, last = int(self.range_form.first.value), int(self.range_form.last.value)
+        return min(first, last), max(first, last)
+
     def accept_slice(self) -> None:
         self._need_session().accept()
-        self._refresh(mask=True)
+
+    def accept_range(self) -> list[int]:
+        """Accept every proposed slice of the range, after saying how many and which are empty."""
+        session = self._need_session()
+        first, last = self.selected_range()
+        chosen = [z for z in session.proposed_slices() if first <= z <= last]
+        if not chosen:
+            self._status(f"No proposed slice between {first} and {last}.")
+            return []
+        empty = [z for z in session.empty_proposed_slices() if first <= z <= last]
+        text = (f"Accept {len(chosen)} proposed slices ({first}–{last}) as shown? {len(empty)} of them are empty"
+                + (f": {_compact(empty)}." if empty else "."))
+        if not confirm(self, "Accept range", text):
+            return []
+        accepted = session.accept_slices(chosen)
+        self._status(f"Accepted {len(accepted)} slices ({len(empty)} empty); Ctrl+Z undoes it.")
+        return accepted
+
+    def accept_empty(self) -> list[int]:
+        """Accept the empty proposed slices in one go, after saying how many."""
+        session = self._need_session()
+        empty = session.empty_proposed_slices()
+        if not empty:
+            self._status("No empty proposed slice is left.")
+            return []
+        if not confirm(self, "Accept empty slices", f"Accept {len(empty)} empty proposed slices "
+                                                     f"({_compact(empty)}) as 'no pneumothorax'?"):
+            return []
+        accepted = session.accept_empty_proposed()
+        self._status(f"Accepted {len(accepted)} empty slices; Ctrl+Z undoes it.")
+        return accepted
 
     def flag_slice(self) -> None:
         self._need_session().flag()
-        self._refresh()
 
     def clear_slice(self) -> None:
         self._need_session().clear()
-        self._refresh(mask=True)
 
-    def copy_proposal(self) -> None:
-        self._need_session().copy_proposal()
-        self._refresh(mask=True)
+    def fill_between(self) -> list[int]:
+        first, last = self.selected_range()
+        filled = self._need_session().fill_between(first, last)
+        self._status(f"Filled {len(filled)} slices between {first} and {last}." if filled else
+                     f"Nothing to fill between {first} and {last} (draw the end slices first).")
+        return filled
+
+    def copy_proposal_range(self) -> list[int]:
+        first, last = self.selected_range()
+        copied = self._need_session().copy_proposal(first, last)
+        self._status(f"Copied the proposal into slices {first}–{last}.")
+        return copied
+
+    def undo(self) -> None:
+        if not self._need_session().undo():
+            self._status("Nothing to undo.")
+
+    def redo(self) -> None:
+        if not self._need_session().redo():
+            self._status("Nothing to redo.")
+
+    def toggle_hu_brush(self) -> None:
+        self.hu_check.setChecked(not self.hu_check.isChecked())
+
+    def toggle_grow(self) -> None:
+        self.grow_check.setChecked(not self.grow_check.isChecked())
+
+    def toggle_help(self) -> None:
+        self.help_panel.setVisible(not self.help_panel.isVisible())
 
     def next_needing_review(self) -> None:
-        self._move_to_needing_review(1)
+        self._move(1, ranked=True)
 
     def previous_needing_review(self) -> None:
-        self._move_to_needing_review(-1)
+        self._move(-1, ranked=True)
 
-    def _move_to_needing_review(self, step: int) -> None:
-        session = self._need_session()
-        target = session.annotation.review.next_needing_review(session.current_slice, step)
+    def next_in_slice_order(self) -> None:
+        self._move(1, ranked=False)
+
+    def previous_in_slice_order(self) -> None:
+        self._move(-1, ranked=False)
+
+    def _move(self, step: int, ranked: bool) -> None:
+        target = self._need_session().next_slice(direction=step, ranked=ranked)
         if target is None:
-            self._status(f"No slice {'after' if step > 0 else 'before'} this one needs review.")
+            self._status("No other slice needs review." if ranked else
+                         f"No slice {'after' if step > 0 else 'before'} this one needs review.")
             return
         self.go_to(target)
 
     @never_raises
     def go_to(self, index: int) -> None:
-        """Show slice ``index`` (the dims change saves and updates the strip)."""
+        """Show slice ``index`` (the dims change moves the session)."""
         self.viewer.dims.set_current_step(0, int(index))
 
     def toggle_window(self) -> None:
         self.window_check.setChecked(not self.window_check.isChecked())
 
     def _apply_window(self, mediastinal: bool) -> None:
+        name = "mediastinal" if mediastinal else "lung"
         if self.image_layer is not None:
-            set_window(self.image_layer, "mediastinal" if mediastinal else "lung")
+            set_window(self.image_layer, name)
+        self.ortho.set_window(WINDOWS[name])
 
     def set_threshold(self, threshold: float) -> None:
+        """Re-threshold the proposal (only proposers with probabilities; reviewed slices never change)."""
         self.threshold_label.setText(f"Threshold {threshold:.2f}")
-        if self.session is not None and self.session.set_threshold(threshold):
-            self._refresh(mask=True, overlay=True)
+        session = self.session
+        if session is not None and session.has_probabilities:
+            session.set_threshold(threshold)
 
-    # -- events --------------------------------------------------------------------------------
+    # -- versions ------------------------------------------------------------------------------
+    def restore_selected_version(self) -> None:
+        item = self.versions_list.currentItem()
+        if item is None:
+            raise PtxError("Select a version in the list first.")
+        self.restore_version(int(item.data(ROLE_VERSION)))
+
+    def restore_version(self, version_id: int) -> int:
+        """Make kept version ``version_id`` current (saved as a new version) and show it."""
+        session = self._need_session()
+        store = session.store
+        if store is None:
+            raise PtxError("This series is not saved anywhere, so it has no versions.")
+        volume, annotator, image = session.volume, session.annotator, self.image_layer
+        if not self.close_session():
+            raise PtxError("The open work could not be saved, so no version was restored.")
+        try:
+            new_id = store.restore_version(volume.key, annotator, int(version_id))
+        finally:
+            self.attach(volume, store, annotator, image_layer=image)
+        self._status(f"Version {version_id} restored (saved as version {new_id}).")
+        return new_id
+
+    # -- proposals -----------------------------------------------------------------------------
+    @never_raises
+    def _on_proposer_picked(self, index: int) -> None:
+        if self.proposer_combo.itemText(index) == CHECKPOINT_ENTRY:
+            path, _ = QFileDialog.getOpenFileName(self, "Model checkpoint", "", "Checkpoints (*.safetensors)")
+            if path:
+                self.set_checkpoint(path)
+                return
+            self.proposer_combo.setCurrentIndex(0)
+        self.proposals.set_checkpoint(self.proposer_combo.currentData())
+
+    def set_checkpoint(self, path: str) -> None:
+        """Offer ``path`` in the proposer picker and select it."""
+        self.proposer_combo.insertItem(1, os.path.basename(os.fspath(path)), os.fspath(path))
+        self.proposer_combo.setCurrentIndex(1)
+        self.proposals.set_checkpoint(path)
+
+    def toggle_proposal(self) -> None:
+        if self.proposals.running:
+            self.proposals.cancel()
+            self._status("Cancelling the proposal…")
+        else:
+            self.start_proposal()
+
+    def start_proposal(self):
+        run = self.proposals.start(self._need_session())
+        self.propose_button.setText("Cancel")
+        self._status("Loading the proposer…")
+        return run
+
+    def stop_proposal(self) -> None:
+        self.proposals.stop()
+
+    def _on_proposal_finished(self, completed: bool, slices: int) -> None:
+        if self.session is not None:
+            self._status(f"Proposal {'complete' if completed else 'cancelled'}: {slices} of "
+                         f"{self.session.n_slices} slices.")
+            self.views.proposal_finished()
+
+    # -- viewer events -------------------------------------------------------------------------
     @never_raises
     def _on_step(self, event=None) -> None:
         if self.session is None:
             return
         index = int(self.viewer.dims.current_step[0])
-        if index == self.session.current_slice:
-            return
-        self.session.go_to(index, autosave=False)
-        if self.session.dirty:  # autosave on every slice change: off the GUI thread, once the slice is drawn
-            self.slice_save_timer.start()
-        self.strip.set_current(index)
-        self._update_slice_label()
+        if index != self.session.current_slice:
+            self.session.go_to(index, autosave=False)
+            self.saver.slice_changed()  # saved off the GUI thread once the new slice is drawn
 
     @never_raises
     def _on_paint(self, event) -> None:
         if self.session is None:
             return
-        painted = _painted_slices(event.value, self.session.current_slice)
-        self.session.mark_edited(painted)
-        self._refresh(volumes=True)
-        # a single paint() call reports before it writes the voxels: count again once it has
-        QTimer.singleShot(0, lambda: self._recount(painted))
-        if not self.autosave_timer.isActive():
-            self.autosave_timer.start()
+        painted = painted_slices(event.value, self.session.current_slice)
+        # a single paint() call reports before it writes the voxels: take the stroke once it has
+        QTimer.singleShot(0, lambda session=self.session: self._take_stroke(session, painted))
 
     @never_raises
-    def _recount(self, indices) -> None:
-        if self.session is not None:
-            self.session.refresh_counts(indices)
-            self._refresh(volumes=True)
+    def _take_stroke(self, session, painted) -> None:
+        if session is not self.session:
+            return
+        if self.hu_check.isChecked():
+            for z in sorted(painted):
+                session.limit_stroke_to_hu(index=z)
+        else:
+            session.mark_edited(painted)
 
+    def _on_canvas_click(self, layer, event):
+        """With "grow region" on, a click grows the pleural air from the voxel under the mouse."""
+        if not self.grow_check.isChecked() or self.session is None:
+            return
+        voxel = [int(round(v)) for v in layer.world_to_data(event.position)]
+        self._run_action(self._grow_from, voxel)
+
+    def _grow_from(self, voxel) -> list[int]:
+        changed = self._need_session().grow_region(tuple(voxel))
+        self.grow_check.setChecked(False)
+        self._status(f"Grew the air region from {tuple(voxel)} over {len(changed)} slices; Ctrl+Z undoes it.")
+        return changed
+
+    def _on_grow_toggled(self, on: bool) -> None:
+        if self.mask_layer is not None:
+            self.mask_layer.mode = "pan_zoom" if on else "paint"
+
+    # -- saving and closing --------------------------------------------------------------------
     def autosave(self) -> bool:
         """Save now, in this thread (after any save still running in the background)."""
-        if self.session is None or not self.session.dirty:
-            return True
-        self._save_done.wait(SAVE_WAIT_S)
-        return self._report_save(self.session.save())
-
-    @never_raises
-    def save_in_background(self) -> None:
-        """Save a snapshot of the session in a worker thread; one save at a time, the last one wins."""
-        session = self.session
-        if session is None or not session.dirty:
-            return
-        if not self._save_done.is_set():
-            self._save_pending = True
-            return
-        snapshot = session.snapshot()
-        self._save_done.clear()
-        self._save_in_flight = (session, snapshot)
-        worker = _write_snapshot(session, snapshot, self._save_done)
-        worker.returned.connect(self._on_background_saved)  # a bound slot: dropped if the widget is gone
-        worker.start()
-
-    @never_raises
-    def _on_background_saved(self, error) -> None:
-        session, snapshot = self._save_in_flight
-        self._save_in_flight = (None, None)
-        if session is None or session is not self.session:
-            return  # closed meanwhile: closing saved it again
-        self._report_save(session.finish_save(snapshot, error))
-        if self._save_pending:
-            self._save_pending = False
-            self.save_in_background()
-
-    def _report_save(self, ok: bool) -> bool:
-        if self.session is None:
-            return ok
-        if ok:
-            self._status(f"Saved version {self.session.annotation.version} at {time.strftime('%H:%M:%S')}.")
-        else:
-            self._error(self.session.last_save_error or "Saving failed; your work is kept in memory.")
-        return ok
+        return self.saver.save_now()
 
     def close_session(self) -> bool:
         """Stop any proposal, save and release the session (closing the viewer calls this)."""
@@ -329,14 +454,25 @@ class ReviewWidget(ProposalMixin, QWidget):
         session, self.session = self.session, None
         if session is None:
             return True
-        self.autosave_timer.stop()
-        self.slice_save_timer.stop()
-        self._save_done.wait(SAVE_WAIT_S)
+        self.saver.stop()
+        self.saver.wait()
         ok = session.close()
         if not ok:
             self.session = session  # keep the work reachable
             self._error(session.last_save_error or "Saving failed; your work is kept in memory.")
-        return ok
+            return False
+        self.views.follow(None)
+        self.owner.set_session(None)
+        return True
+
+    def event(self, event) -> bool:
+        """Once docked, watch the main window: closing it saves (or is refused when saving fails)."""
+        if event.type() in (QEvent.ParentChange, QEvent.Show):
+            top = self.window()
+            if top is not self and id(top) != self._watched_window:
+                top.installEventFilter(self)
+                self._watched_window = id(top)
+        return super().event(event)
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt naming)
         if event.type() == QEvent.Close and not self.close_session() and event.spontaneous():
@@ -344,33 +480,13 @@ class ReviewWidget(ProposalMixin, QWidget):
             return True
         return False
 
-    # -- display -------------------------------------------------------------------------------
-    def _refresh(self, mask: bool = False, overlay: bool = False, volumes: bool = False) -> None:
-        session = self.session
-        if session is None:
-            return
-        if mask and self.mask_layer is not None:
-            self.mask_layer.refresh()
-        if overlay and self.overlay_layer is not None:
-            self.overlay_layer.refresh()
-        if mask or volumes:
-            ml = session.volume_ml()
-            self.volume_label.setText(f"Pneumothorax: right {ml['right']:.1f} mL · left {ml['left']:.1f} mL · "
-                                      f"total {ml['total']:.1f} mL")
-        self.strip.set_states(session.states(), session.current_slice)
-        self._update_slice_label()
-        if session.dirty and not self.autosave_timer.isActive():
-            self.autosave_timer.start()
-
-    def _update_slice_label(self) -> None:
-        session = self.session
-        counts = session.annotation.review.counts()
-        self.slice_label.setText(f"Slice {session.current_slice} (of 0–{session.n_slices - 1}) · {session.state()} · "
-                                 f"{counts['accepted'] + counts['edited']} reviewed, {counts['flagged']} flagged")
-
+    # -- messages ------------------------------------------------------------------------------
     def _status(self, text: str) -> None:
         self.status_label.setStyleSheet("")
         self.status_label.setText(text)
+
+    def _saved(self, version: int) -> None:
+        self._status(f"Saved version {version} at {time.strftime('%H:%M:%S')}.")
 
     def _error(self, text: str) -> None:
         from napari.utils.notifications import show_error
@@ -383,45 +499,17 @@ class ReviewWidget(ProposalMixin, QWidget):
             pass
 
 
-@thread_worker(start_thread=False)
-def _write_snapshot(session, snapshot, done: threading.Event):
-    try:
-        return session.write_snapshot(snapshot)
-    except Exception as exc:  # noqa: BLE001 - reported in the widget, never raised in the GUI
-        return f"Could not save: unexpected {type(exc).__name__}: {exc}. Your work is kept in memory."
-    finally:
-        done.set()
-
-
-def _report_undo_as_paint(layer) -> None:
-    """Make the layer's undo and redo emit its paint event (napari writes them silently).
-
-    Without it an undone stroke would change the mask without marking the slice edited, counting
-    the volume again or scheduling the autosave, so the undo could be lost on close.
-    """
-    for name, queue in (("undo", "_undo_history"), ("redo", "_redo_history")):
-        original = getattr(layer, name)
-
-        def replay(original=original, queue=queue) -> None:
-            pending = getattr(layer, queue, None)
-            item = list(pending[-1]) if pending else None
-            original()
-            if item is not None:
-                layer.events.paint(value=item)
-
-        setattr(layer, name, replay)
-
-
-def _painted_slices(atoms, fallback: int) -> set[int]:
-    """The z indices touched by a Labels paint event (its value is a list of paint atoms)."""
-    slices: set[int] = set()
-    for atom in atoms or []:
-        key = atom[0] if isinstance(atom, tuple) else getattr(atom, "slice_key", None)
-        first = key[0] if isinstance(key, tuple) and key else None
-        if isinstance(first, (int, np.integer)):
-            slices.add(int(first))
-        elif isinstance(first, slice):
-            slices.update(range(*first.indices(first.stop or fallback + 1)))
-        elif first is not None:
-            slices.update(int(i) for i in np.unique(np.asarray(first)))
-    return slices or {fallback}
+def _compact(indices) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1–3, 7"``."""
+    runs, start, previous = [], None, None
+    for z in sorted(indices):
+        if start is None:
+            start = previous = z
+        elif z == previous + 1:
+            previous = z
+        else:
+            runs.append((start, previous))
+            start = previous = z
+    if start is not None:
+        runs.append((start, previous))
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in runs)

@@ -6,15 +6,7 @@ from qtpy.QtCore import QRect, QSize, Qt, Signal
 from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED
-
-STATE_COLORS = {
-    UNREVIEWED: "#5c5c5c",
-    PROPOSED: "#e6b400",
-    ACCEPTED: "#2ea043",
-    EDITED: "#2f81f7",
-    FLAGGED: "#e5534b",
-}
+from ptx_annotator.review.states import STATE_COLORS
 
 
 class SliceStateStrip(QWidget):
@@ -29,7 +21,7 @@ class SliceStateStrip(QWidget):
         self.setMinimumHeight(22)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.setCursor(Qt.PointingHandCursor)
-        self.setToolTip("Review state per slice (grey unreviewed, yellow proposed, green accepted, "
+        self.setToolTip("Review state per slice (grey unreviewed, amber proposed, green accepted, "
                         "blue edited, red flagged); click to go to a slice.")
 
     def sizeHint(self) -> QSize:

@@ -67,7 +67,7 @@ def widget(make_napari_viewer, study):
 def run_proposal(qtbot, widget, proposer, monkeypatch):
     monkeypatch.setattr(_propose, "make_proposer", lambda *a, **k: proposer)
     widget.start_proposal()
-    qtbot.waitUntil(lambda: widget.proposal_run is None, timeout=20000)
+    qtbot.waitUntil(lambda: widget.proposals.run is None, timeout=20000)
 
 
 def saved(widget):
@@ -75,10 +75,10 @@ def saved(widget):
     return AnnotationStore(widget.session.store.root).load(widget.session.volume.key, "alice")
 
 
-def press(qtbot, widget, key):
+def press(qtbot, widget, key, modifier=Qt.NoModifier):
     """A real key press on the canvas (napari asks the active layer's keymap first, then the viewer's)."""
     canvas = widget.viewer.window._qt_viewer.canvas.native
-    qtbot.keyClick(canvas, getattr(Qt, f"Key_{key}"))
+    qtbot.keyClick(canvas, getattr(Qt, f"Key_{key}"), modifier)
 
 
 def test_open_shows_ct_proposal_and_editable_mask_in_mm(widget, case):
@@ -86,8 +86,11 @@ def test_open_shows_ct_proposal_and_editable_mask_in_mm(widget, case):
     assert tuple(image.scale) == case.volume.spacing == tuple(mask.scale) == tuple(overlay.scale)
     assert tuple(image.contrast_limits) == LUNG_WINDOW_HU
     assert mask.editable and widget.viewer.layers.selection.active is mask
-    assert overlay.locked and overlay.blending == "additive"
+    assert overlay.locked and not overlay.editable and overlay.contour > 0  # the proposal is an outline
+    assert mask.contour == 0  # the reader's mask is filled
+    assert tuple(overlay.colormap.map(1)[:3]) != tuple(mask.colormap.map(1)[:3])
     assert mask.data is widget.session.annotation.mask
+    assert overlay.data is widget.session.proposal_mask
     widget.window_check.setChecked(True)
     assert tuple(image.contrast_limits) == MEDIASTINAL_WINDOW_HU
     widget.toggle_window()
@@ -101,10 +104,10 @@ def test_propose_fills_the_overlay_and_mask_slice_on_screen_first(qtbot, widget,
     assert proposer.first_seen == session.current_slice
     assert np.array_equal(widget.overlay_layer.data, case.truth)
     assert session.states() == [PROPOSED] * 10
-    assert "right" in widget.volume_label.text()
     right_ml = case.truth.sum() * case.volume.voxel_volume_ml
-    assert f"right {right_ml:.1f} mL" in widget.volume_label.text()
-    assert saved(widget).proposals["truth-test"]["completed"] is True
+    qtbot.waitUntil(lambda: f"right {right_ml:.1f} mL" in widget.volume_label.text(), timeout=20000)
+    record = saved(widget).proposals["truth-test"]
+    assert record["completed"] is True and record["with_probabilities"] is True
 
 
 def test_each_button_changes_the_state_and_what_is_saved(qtbot, widget, case, monkeypatch):
@@ -117,17 +120,18 @@ def test_each_button_changes_the_state_and_what_is_saved(qtbot, widget, case, mo
     qtbot.mouseClick(widget.buttons["clear"], Qt.LeftButton)
     on_disk = saved(widget)
     assert on_disk.review[z].state == EDITED and not on_disk.mask[z].any()
+    widget.range_form.first.value = widget.range_form.last.value = z
     qtbot.mouseClick(widget.buttons["copy"], Qt.LeftButton)
     on_disk = saved(widget)
-    assert on_disk.review[z].state == PROPOSED and np.array_equal(on_disk.mask[z], case.truth[z])
+    assert on_disk.review[z].state == EDITED and np.array_equal(on_disk.mask[z], case.truth[z])  # a person's edit
     widget.session.accept(z + 1)
-    qtbot.mouseClick(widget.buttons["next"], Qt.LeftButton)
+    widget.next_in_slice_order()
     assert widget.session.current_slice == z + 2  # z + 1 is accepted: skipped
-    qtbot.mouseClick(widget.buttons["previous"], Qt.LeftButton)
-    assert widget.session.current_slice == z
+    widget.previous_in_slice_order()
+    assert widget.session.current_slice == z - 1  # z itself is edited: reviewed
     root, key = widget.session.store.root, widget.session.volume.key
     assert widget.close_session()  # closing saves the slice you were on
-    assert AnnotationStore(root).load(key, "alice").current_slice == z
+    assert AnnotationStore(root).load(key, "alice").current_slice == z - 1
 
 
 def test_keys_act_even_when_the_mask_layer_is_active(qtbot, widget):
@@ -135,42 +139,46 @@ def test_keys_act_even_when_the_mask_layer_is_active(qtbot, widget):
     press(qtbot, widget, "F")
     assert widget.session.state(z) == FLAGGED
     press(qtbot, widget, "A")
-    assert widget.session.state(z) == ACCEPTED
-    press(qtbot, widget, "N")
+    assert widget.session.state(z) == ACCEPTED and saved(widget).review[z].state == ACCEPTED
+    press(qtbot, widget, "N", Qt.ShiftModifier)  # plain slice order
     assert widget.session.current_slice == z + 1
     widget.mask_layer.mode = "pan_zoom"
-    press(qtbot, widget, "P")
+    press(qtbot, widget, "P", Qt.ShiftModifier)
     assert widget.session.current_slice == z - 1
     assert widget.mask_layer.mode == "pan_zoom"  # 'P' went to the review, not to the paint tool
+    ranked = widget.session.next_slice(direction=1, ranked=True)
+    press(qtbot, widget, "N")  # ranked by need
+    assert widget.session.current_slice == ranked
 
 
 def test_painting_marks_the_slice_edited_and_updates_the_volume(qtbot, widget, case):
     widget.go_to(3)
     assert widget.session.state(3) == UNREVIEWED
     widget.mask_layer.paint((3, 40, 70), 1)  # data coordinates: left lung side
-    assert widget.session.state(3) == EDITED
+    qtbot.waitUntil(lambda: widget.session.state(3) == EDITED, timeout=3000)
     assert widget.strip.states[3] == EDITED
-    qtbot.waitUntil(lambda: "left 0.0 mL" not in widget.volume_label.text(), timeout=3000)
-    assert widget.autosave_timer.isActive()
+    qtbot.waitUntil(lambda: "left 0.0 mL" not in widget.volume_label.text(), timeout=20000)
+    assert widget.saver.edit_timer.isActive()
     on_disk = saved(widget)
     assert on_disk.review[3].state == EDITED and on_disk.mask[3, 40, 70] == 1
 
 
-def test_undo_and_redo_count_as_edits_and_are_saved(qtbot, widget):
+def test_undo_and_redo_restore_mask_and_state_and_are_saved(qtbot, widget):
     widget.go_to(3)
     widget.mask_layer.paint((3, 40, 70), 1)
-    qtbot.waitUntil(lambda: "left 0.0 mL" not in widget.volume_label.text(), timeout=3000)
+    qtbot.waitUntil(lambda: widget.session.state(3) == EDITED, timeout=3000)
     assert saved(widget).mask[3, 40, 70] == 1
-    widget.autosave_timer.stop()
+    widget.saver.stop()
     widget.go_to(5)
-    widget.mask_layer.undo()  # napari writes the undo without a paint event of its own
+    press(qtbot, widget, "Z", Qt.ControlModifier)  # the session's undo, not the layer's
     assert widget.mask_layer.data[3, 40, 70] == 0
-    assert widget.autosave_timer.isActive() and widget.session.state(3) == EDITED
-    qtbot.waitUntil(lambda: "left 0.0 mL" in widget.volume_label.text(), timeout=3000)
-    assert saved(widget).mask[3, 40, 70] == 0
-    widget.mask_layer.redo()
-    qtbot.waitUntil(lambda: "left 0.0 mL" not in widget.volume_label.text(), timeout=3000)
-    assert saved(widget).mask[3, 40, 70] == 1
+    assert widget.session.state(3) == UNREVIEWED and widget.strip.states[3] == UNREVIEWED  # the state comes back too
+    assert widget.saver.edit_timer.isActive()
+    on_disk = saved(widget)
+    assert on_disk.mask[3, 40, 70] == 0 and on_disk.review[3].state == UNREVIEWED
+    press(qtbot, widget, "Z", Qt.ControlModifier | Qt.ShiftModifier)
+    on_disk = saved(widget)
+    assert on_disk.mask[3, 40, 70] == 1 and on_disk.review[3].state == EDITED
 
 
 def test_clicking_the_strip_jumps_to_that_slice(qtbot, widget):
@@ -182,9 +190,10 @@ def test_clicking_the_strip_jumps_to_that_slice(qtbot, widget):
     assert widget.viewer.dims.current_step[0] == 7 and strip.current == 7
 
 
-def test_reopening_restores_mask_states_and_slice(make_napari_viewer, widget, study):
+def test_reopening_restores_mask_states_and_slice(qtbot, make_napari_viewer, widget, study):
     widget.go_to(2)
     widget.mask_layer.paint((2, 30, 30), 1)
+    qtbot.waitUntil(lambda: widget.session.state(2) == EDITED, timeout=3000)
     widget.flag_slice()
     widget.go_to(6)
     mask, states = widget.session.annotation.mask.copy(), widget.session.states()
@@ -213,14 +222,14 @@ def test_a_failed_save_is_shown_and_the_work_kept(qtbot, widget, monkeypatch):
     assert widget.session.dirty and widget.session.annotation.mask.any()
     widget.go_to(0)  # navigation still works, the error stays visible
     assert "Could not save" in widget.status_label.text()
-    qtbot.waitUntil(widget._save_done.is_set, timeout=10000)
+    qtbot.waitUntil(widget.saver.done.is_set, timeout=10000)
     monkeypatch.undo()  # the disk is back
     assert widget.autosave() and "Saved version" in widget.status_label.text()
     assert AnnotationStore(widget.session.store.root).load(widget.session.volume.key, "alice").mask[z, 20, 20] == 1
 
 
 def test_actions_report_errors_instead_of_raising(widget):
-    widget._run_action(widget.copy_proposal)  # no proposal yet
+    widget._run_action(widget.copy_proposal_range)  # no proposal yet
     assert "Propose" in widget.status_label.text()
 
 
@@ -230,22 +239,23 @@ def test_the_propose_worker_can_be_cancelled(qtbot, widget, case, monkeypatch):
     monkeypatch.setattr(_propose, "make_proposer", lambda *a, **k: proposer)
     run = widget.start_proposal()
     assert widget.propose_button.text() == "Cancel"
-    qtbot.waitUntil(lambda: len(widget.session.proposed_slices) >= 1, timeout=10000)
+    qtbot.waitUntil(lambda: len(widget.session.proposal_indices) >= 1, timeout=10000)
     qtbot.mouseClick(widget.propose_button, Qt.LeftButton)  # Cancel
     assert run.cancelled
     gate.set()
-    qtbot.waitUntil(lambda: widget.proposal_run is None, timeout=10000)
+    qtbot.waitUntil(lambda: widget.proposals.run is None, timeout=10000)
     session = widget.session
-    assert session.current_slice in session.proposed_slices
-    assert len(session.proposed_slices) < 10
-    assert session.annotation.proposals["truth-test"]["completed"] is False
+    assert session.current_slice in session.proposal_indices
+    assert len(session.proposal_indices) < 10
+    assert saved(widget).proposals["truth-test"]["completed"] is False
     assert widget.propose_button.text() == "Propose"
 
 
 def test_the_autosave_timer_saves_edits(qtbot, widget):
     widget.mask_layer.paint((widget.session.current_slice, 30, 30), 1)
-    assert widget.autosave_timer.isActive() and widget.autosave_timer.interval() == 30_000
-    widget.autosave_timer.timeout.emit()
+    qtbot.waitUntil(widget.saver.edit_timer.isActive, timeout=3000)
+    assert widget.saver.edit_timer.interval() == 30_000
+    widget.saver.edit_timer.timeout.emit()
     qtbot.waitUntil(lambda: not widget.session.dirty, timeout=10000)
     store = AnnotationStore(widget.session.store.root)
     assert store.load(widget.session.volume.key, "alice").mask[widget.session.current_slice, 30, 30] == 1
@@ -255,9 +265,10 @@ def test_the_autosave_timer_saves_edits(qtbot, widget):
 def test_a_slice_change_saves_in_the_background(qtbot, widget):
     widget.go_to(2)
     widget.mask_layer.paint((2, 60, 30), 1)
+    qtbot.waitUntil(lambda: widget.session.state(2) == EDITED, timeout=3000)
     widget.go_to(5)
     widget.flag_slice()  # an edit made while that save may still be running
-    qtbot.waitUntil(lambda: widget.session.annotation.version >= 1 and widget._save_done.is_set(), timeout=10000)
+    qtbot.waitUntil(lambda: widget.session.annotation.version >= 1 and widget.saver.done.is_set(), timeout=10000)
     store = AnnotationStore(widget.session.store.root)
     first = store.load(widget.session.volume.key, "alice")
     assert first.mask[2, 60, 30] == 1 and first.review[2].state == EDITED and first.current_slice == 5
@@ -266,12 +277,13 @@ def test_a_slice_change_saves_in_the_background(qtbot, widget):
     assert store.load(widget.session.volume.key, "alice").review[5].state == FLAGGED
 
 
-def test_closing_the_viewer_saves(make_napari_viewer, study):
-    viewer = make_napari_viewer()
+def test_closing_the_viewer_saves(qtbot, make_napari_viewer, study):
+    viewer = make_napari_viewer(show=True)
     widget = ReviewWidget(viewer)
     viewer.window.add_dock_widget(widget)
     session = widget.open_study(study[0], "carol", store_dir=study[1])
     widget.mask_layer.paint((session.current_slice, 50, 20), 1)
+    qtbot.waitUntil(lambda: session.state() == EDITED, timeout=3000)
     key = session.volume.key
     viewer.window._qt_window.close()
     saved = AnnotationStore(study[1]).load(key, "carol")
@@ -279,7 +291,7 @@ def test_closing_the_viewer_saves(make_napari_viewer, study):
     assert widget.session is None
 
 
-def test_study_opens_even_when_the_proposer_cannot_run(make_napari_viewer, study, monkeypatch):
+def test_study_opens_even_when_the_proposer_cannot_run(qtbot, make_napari_viewer, study, monkeypatch):
     from ptx_annotator.errors import PtxError
 
     def unavailable(*args, **kwargs):
@@ -289,7 +301,9 @@ def test_study_opens_even_when_the_proposer_cannot_run(make_napari_viewer, study
     widget = ReviewWidget(make_napari_viewer())
     session = widget.open_study(study[0], "dave", store_dir=study[1], propose=True)
     assert session is not None and widget.mask_layer is not None
-    assert "not available" in widget.status_label.text()
+    qtbot.waitUntil(lambda: "not available" in widget.status_label.text(), timeout=10000)
+    assert widget.proposals.run is None and widget.propose_button.text() == "Propose"
+    assert session.states() == [UNREVIEWED] * 10
     widget.close_session()
 
 
@@ -378,7 +392,7 @@ def test_the_threshold_slider_re_thresholds_the_proposal(qtbot, widget, case, mo
     assert np.array_equal(widget.overlay_layer.data, case.truth)
 
 
-def test_review_a_ct_layer_opened_from_the_sample_data(make_napari_viewer, tmp_path, monkeypatch):
+def test_review_a_ct_layer_opened_from_the_sample_data(qtbot, make_napari_viewer, tmp_path, monkeypatch):
     from ptx_annotator.plugins.napari._sample_data import make_phantom_sample
 
     monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
@@ -394,7 +408,7 @@ def test_review_a_ct_layer_opened_from_the_sample_data(make_napari_viewer, tmp_p
     assert widget.image_layer is ct_layer and len(viewer.layers) == 4
     assert widget.session.volume.shape == (24, 192, 192) and widget.session.store is None
     widget.mask_layer.paint((widget.session.current_slice, 96, 40), 1)
-    assert widget.session.state() == "edited"
+    qtbot.waitUntil(lambda: widget.session.state() == EDITED, timeout=3000)
 
 
 def test_switching_away_during_a_proposal_drops_its_late_slices(qtbot, widget, case, monkeypatch):
@@ -402,14 +416,15 @@ def test_switching_away_during_a_proposal_drops_its_late_slices(qtbot, widget, c
     proposer = TruthProposer(case.truth, delay=0.02, gate=gate)
     monkeypatch.setattr(_propose, "make_proposer", lambda *a, **k: proposer)
     run = widget.start_proposal()
-    qtbot.waitUntil(lambda: len(widget.session.proposed_slices) >= 1, timeout=10000)
+    qtbot.waitUntil(lambda: len(widget.session.proposal_indices) >= 1, timeout=10000)
     first = widget.session
     widget.switch_series(0)  # reopen: the running proposal belongs to the closed session
-    assert run.cancelled and widget.proposal_run is None and widget.propose_button.text() == "Propose"
+    assert run.cancelled and widget.proposals.run is None and widget.propose_button.text() == "Propose"
     gate.set()
     qtbot.waitUntil(lambda: run.worker.is_running is False, timeout=10000)
     qtbot.wait(100)
-    assert widget.session is not first and not widget.session.proposed_slices
+    assert widget.session is not first and not widget.session.proposal_indices
+    assert "truth-test" not in saved(widget).proposals
 
 
 def test_an_error_in_an_event_handler_becomes_a_message(widget, monkeypatch):
@@ -432,11 +447,11 @@ def test_reopening_shows_the_kept_proposal_without_proposing_again(qtbot, make_n
     monkeypatch.setattr(_propose, "make_proposer", lambda *a, **k: made.append(1) or KeptClassical(case.truth))
     widget = ReviewWidget(make_napari_viewer())
     widget.open_study(study[0], "erin", store_dir=study[1], propose=True)
-    qtbot.waitUntil(lambda: widget.proposal_run is None, timeout=20000)
+    qtbot.waitUntil(lambda: widget.proposals.run is None, timeout=20000)
     assert made == [1] and widget.close_session()
     again = ReviewWidget(make_napari_viewer())
     again.open_study(study[0], "erin", store_dir=study[1], propose=True)
-    assert made == [1] and again.proposal_run is None
+    assert made == [1] and again.proposals.run is None
     assert "restored" in again.status_label.text()
     assert np.array_equal(np.asarray(again.overlay_layer.data) > 0, case.truth > 0)
     again.close_session()

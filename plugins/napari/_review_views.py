@@ -1,0 +1,236 @@
+"""The review widget's views, driven by the session's events (they never refresh each other).
+
+:class:`SessionViews` subscribes to one session's ``events`` and keeps the layers, the state strip,
+the labels, the coronal / sagittal views, the threshold slider and the version list in step.
+Volumes per side use the core's one side rule (:class:`ptx_annotator.geometry.PatientSides` over
+the thorax anatomy, as ``quantify`` does); the anatomy is segmented once per series in a worker
+thread, and the case-level answer of the proposal (:func:`ptx_annotator.proposers.case.case_answer`)
+is computed there too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.qt.threading import thread_worker
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QListWidgetItem
+
+ROLE_VERSION = Qt.UserRole
+
+
+class SessionViews:
+    """Everything the review widget shows about its session."""
+
+    def __init__(self, widget):
+        self.widget = widget
+        self.session = None
+        self.sides = None  # PatientSides once the anatomy is known
+        self.anatomy = None
+        self._counts: np.ndarray | None = None  # (z, 2) right / left voxels per slice
+        self._workers: list = []
+
+    # -- subscribing ---------------------------------------------------------------------------
+    def follow(self, session) -> None:
+        """Show ``session`` (None: nothing) and subscribe to its events."""
+        if self.session is not None:
+            events = self.session.events
+            for signal, slot in self._slots():
+                getattr(events, signal).disconnect(slot)
+        for worker in self._workers:  # a measurement still running is for the old session: let it go
+            for signal in (worker.returned, worker.errored):
+                try:
+                    signal.disconnect()
+                except (TypeError, RuntimeError):
+                    pass
+        self._workers = []
+        self.session, self.sides, self.anatomy, self._counts = session, None, None, None
+        w = self.widget
+        if session is None:
+            w.ortho.clear()
+            w.versions_list.clear()
+            return
+        for signal, slot in self._slots():
+            getattr(session.events, signal).connect(slot)
+        n = session.n_slices
+        for spin in (w.range_form.first, w.range_form.last):
+            spin.max = n - 1
+        w.range_form.first.value, w.range_form.last.value = 0, n - 1
+        w.ortho.set_arrays(session.volume.hu, session.annotation.mask, session.proposal_mask, session.volume.spacing)
+        self.on_states()
+        self.on_mask(list(range(n)))
+        self.on_proposal([])
+        self.on_slice(session.current_slice)
+        self.refresh_versions()
+        self._measure_anatomy(session)
+
+    def _slots(self):
+        return (("states_changed", self.on_states), ("mask_changed", self.on_mask),
+                ("proposal_changed", self.on_proposal), ("slice_changed", self.on_slice),
+                ("saved", self.on_saved), ("error", self.widget._error))
+
+    # -- event handlers ------------------------------------------------------------------------
+    def on_states(self, indices=None) -> None:
+        session, w = self.session, self.widget
+        w.strip.set_states(session.states(), session.current_slice)
+        self._slice_label()
+        if session.dirty:
+            w.saver.edited()
+
+    def on_mask(self, indices) -> None:
+        session, w = self.session, self.widget
+        if w.mask_layer is not None:
+            w.mask_layer.refresh()
+        w.ortho.redraw()
+        if self.sides is not None:
+            for z in indices:
+                self._counts[int(z)] = self.sides.count_slice(session.annotation.mask[int(z)], int(z))
+        self._volume_label()
+        if session.dirty:
+            w.saver.edited()
+
+    def on_proposal(self, indices) -> None:
+        session, w = self.session, self.widget
+        if w.overlay_layer is not None:
+            w.overlay_layer.refresh()
+        if not indices or session.current_slice in indices or len(session.proposal_indices) % 8 == 0:
+            w.ortho.redraw()
+        w.threshold_slider.setEnabled(session.has_probabilities)
+        w.threshold_slider.setToolTip("" if session.has_probabilities else
+                                      "This proposal has no probabilities (classical or kept): nothing to re-threshold.")
+
+    def on_slice(self, index: int) -> None:
+        self.widget.strip.set_current(index)
+        self.widget.ortho.set_current(index)
+        self._slice_label()
+
+    def on_saved(self, version: int) -> None:
+        self.widget._saved(version)
+        self.refresh_versions()
+
+    def proposal_finished(self) -> None:
+        """Show the proposal's case-level answer (computed in a worker once the anatomy is known)."""
+        self.widget.ortho.redraw()
+        session = self.session
+        if session is None or self.anatomy is None:
+            return
+        self._run(_case_answer, session, session.proposal_mask.copy(), session.volume,
+                  None if session.proposal_probabilities is None else session.proposal_probabilities.copy(),
+                  self.anatomy)
+
+    # -- labels --------------------------------------------------------------------------------
+    def _slice_label(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        p = session.provenance()
+        self.widget.slice_label.setText(
+            f"Slice {session.current_slice} (of 0–{session.n_slices - 1}) · {session.state()} · "
+            f"{p['reviewed_slices']} reviewed, {p['proposed_slices']} proposed, {p['flagged_slices']} flagged")
+
+    def _volume_label(self) -> None:
+        session = self.session
+        ml = session.volume.voxel_volume_ml
+        total = float(np.count_nonzero(session.annotation.mask)) * ml
+        if self._counts is None:
+            text = f"Pneumothorax: total {total:.1f} mL (sides once the hemithoraces are found…)"
+        else:
+            right, left = self._counts.sum(axis=0) * ml
+            text = f"Pneumothorax: right {right:.1f} mL · left {left:.1f} mL · total {total:.1f} mL"
+        self.widget.volume_label.setText(text)
+
+    def volume_ml(self) -> dict | None:
+        """Right, left and total mL as shown (None until the anatomy is known)."""
+        if self._counts is None:
+            return None
+        ml = self.session.volume.voxel_volume_ml
+        right, left = (float(v) * ml for v in self._counts.sum(axis=0))
+        return {"right": right, "left": left, "total": float(np.count_nonzero(self.session.annotation.mask)) * ml}
+
+    def refresh_versions(self) -> None:
+        session, w = self.session, self.widget
+        w.versions_list.clear()
+        if session is None or session.store is None:
+            return
+        for info in reversed(session.store.list_versions(session.volume.key, session.annotator)):
+            item = QListWidgetItem(_version_text(info))
+            item.setData(ROLE_VERSION, int(info.id))
+            w.versions_list.addItem(item)
+
+    # -- background measurements ---------------------------------------------------------------
+    def _measure_anatomy(self, session) -> None:
+        self._run(_segment, session, session.volume)
+
+    def _run(self, function, session, *args) -> None:
+        worker = function(*args)
+        worker.returned.connect(lambda value, session=session: self._on_measured(session, value))
+        worker.errored.connect(lambda exc, session=session: self._on_failed(session, exc))
+        self._workers.append(worker)
+        worker.finished.connect(lambda worker=worker: worker in self._workers and self._workers.remove(worker))
+        worker.start()
+
+    def _on_measured(self, session, value) -> None:
+        if session is not self.session:
+            return
+        kind, payload = value
+        if kind == "anatomy":
+            from ptx_annotator.geometry import PatientSides
+
+            self.anatomy = payload
+            self.sides = PatientSides(payload, session.volume.affine)
+            mask = session.annotation.mask
+            self._counts = np.array([self.sides.count_slice(mask[z], z) for z in range(session.n_slices)],
+                                    dtype=np.int64).reshape(session.n_slices, 2)
+            self._volume_label()
+            if session.proposal_source is not None:
+                self.proposal_finished()
+        else:
+            self.widget.case_label.setText(_case_text(payload))
+
+    def _on_failed(self, session, exc) -> None:
+        if session is self.session:
+            self.widget.volume_label.setText(f"Pneumothorax: sides not measured ({exc}).")
+
+
+@thread_worker(start_thread=False, ignore_errors=True)
+def _segment(volume):
+    from ptx_annotator.anatomy import segment_thorax
+
+    return "anatomy", segment_thorax(volume)
+
+
+@thread_worker(start_thread=False, ignore_errors=True)
+def _case_answer(mask, volume, probabilities, anatomy):
+    from ptx_annotator.proposers.case import case_answer
+
+    return "case", case_answer(mask, volume, probabilities, anatomy=anatomy)
+
+
+def _case_text(answer: dict) -> str:
+    if not answer.get("pneumothorax"):
+        return f"Proposal: no pneumothorax (confidence {answer.get('confidence', 0):.2f})."
+    sides = " and ".join(answer.get("sides") or []) or "side unclear"
+    return (f"Proposal: pneumothorax, {sides}, {answer.get('volume_ml', 0):.1f} mL "
+            f"(confidence {answer.get('confidence', 0):.2f}).")
+
+
+def _version_text(info) -> str:
+    """One line of the version list: id, time, voxels, how many slices reviewed."""
+    states = info.states or {}
+    reviewed = int(states.get("accepted", 0)) + int(states.get("edited", 0))
+    when = (info.saved_at or "").replace("T", " ")[:19]
+    return f"v{info.id} · {when} · {info.n_voxels} voxels · {reviewed} reviewed" + (" · current" if info.committed else "")
+
+
+def painted_slices(atoms, fallback: int) -> set[int]:
+    """The z indices touched by a Labels paint event (its value is a list of paint atoms)."""
+    slices: set[int] = set()
+    for atom in atoms or []:
+        key = atom[0] if isinstance(atom, tuple) else getattr(atom, "slice_key", None)
+        first = key[0] if isinstance(key, tuple) and key else None
+        if isinstance(first, (int, np.integer)):
+            slices.add(int(first))
+        elif isinstance(first, slice):
+            slices.update(range(*first.indices(first.stop or fallback + 1)))
+        elif first is not None:
+            slices.update(int(i) for i in np.unique(np.asarray(first)))
+    return slices or {fallback}
