@@ -41,14 +41,20 @@ def disk_stroke(shape: tuple[int, int], points, size: int = DEFAULT_BRUSH_SIZE) 
     """Pixels a round brush of diameter ``size`` covers along the polyline ``points`` ((y, x) pairs)."""
     points = np.atleast_2d(np.asarray(points, dtype=float))
     radius = max(size, 1) / 2.0
-    yy, xx = np.ogrid[: shape[0], : shape[1]]
     covered = np.zeros(shape, dtype=bool)
     steps = [points[:1]]
     for a, b in zip(points[:-1], points[1:]):
         n = max(int(np.ceil(np.linalg.norm(b - a) / max(radius / 2, 0.5))), 1)
         steps.append(a + (b - a) * (np.arange(1, n + 1)[:, None] / n))
-    for y, x in np.concatenate(steps):
-        covered |= (yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2
+    centres = np.concatenate(steps)
+    low = np.maximum(np.floor(centres.min(axis=0) - radius).astype(int), 0)
+    high = np.minimum(np.ceil(centres.max(axis=0) + radius).astype(int) + 1, shape)
+    if np.any(high <= low):
+        return covered
+    yy, xx = np.ogrid[low[0]: high[0], low[1]: high[1]]
+    window = covered[low[0]: high[0], low[1]: high[1]]
+    for y, x in centres:
+        window |= (yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2
     return covered
 
 

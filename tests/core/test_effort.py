@@ -1,0 +1,57 @@
+"""The effort benchmark's scripted annotator: it really reaches the Dice target with the session's
+tools, and ``--ct CT --truth MASK`` ends with the documented line."""
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptx_annotator.review.states import ACCEPTED, EDITED, PROPOSED
+from ptx_annotator.synthetic.phantom import make_chest_phantom, save_phantom
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "effort.py"
+
+
+@pytest.fixture(scope="module")
+def effort():
+    spec = importlib.util.spec_from_file_location("effort_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def case():
+    return make_chest_phantom(shape=(10, 128, 128), spacing=(5.0, 2.0, 2.0), side="left", fraction=0.3)
+
+
+def test_scripted_annotator_reaches_the_target_on_every_slice(effort, case):
+    truth = case.truth > 0
+    proposal = truth.copy()
+    proposal[4] = False  # the proposer missed a slice
+    proposal[6, :, :64] |= truth[6, :, 64:]  # and added air on another
+    proposed, session = effort.from_proposal(case.volume, truth, proposal)
+    states = session.states()
+    assert states[4] == EDITED and states[6] == EDITED and PROPOSED not in states
+    assert states.count(ACCEPTED) == proposed.accepted_untouched == 8
+    for z in range(10):
+        assert effort.slice_dice(session.annotation.mask[z], truth[z]) >= effort.DICE_TARGET
+    scratch, blank = effort.from_scratch(case.volume, truth, 3)
+    for z in range(10):
+        assert effort.slice_dice(blank.annotation.mask[z], truth[z]) >= effort.DICE_TARGET
+    assert scratch.voxels > proposed.voxels and scratch.actions > proposed.actions
+    assert proposed.voxels == int(np.count_nonzero(session.annotation.mask != (proposal > 0)))
+
+
+def test_one_given_case_ends_with_the_ratio_line(effort, case, tmp_path, capsys):
+    ct, truth = save_phantom(case, tmp_path)
+    assert effort.main(["--ct", ct, "--truth", truth]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"voxels (\S+) actions (\S+) accepted (\d\.\d\d)", last)
+    assert effort.main(["--ct", ct]) == 2
+    assert "--truth" in capsys.readouterr().err
