@@ -5,9 +5,11 @@ A thin Qt shell over :func:`compare_sources` (plain Python, tested without a vie
 
 * Labels layers in the viewer (3D, same shape; spacing from the layer's ``scale``);
 * annotators in the annotation store of the study in the viewer, found through a layer's metadata
-  (``ptx_store_root`` if present, else the default ``<study>/.ptx`` of ``ptx_source``, with
-  ``ptx_series_key``; spacing from ``ptx_spacing`` or the layer's scale);
-* NIfTI mask files picked with "Add mask file…".
+  (``ptx_store_root``, which the review widget sets, ``--store`` included, else the store-root
+  rule of :func:`ptx_annotator.review.store.store_root_for` on ``ptx_source``, which finds the
+  study's store above a series sub-folder; with ``ptx_series_key``; spacing from ``ptx_spacing``
+  or the layer's scale);
+* mask files picked with "Add mask file…" (NIfTI, NRRD or DICOM SEG, read by the one mask reader).
 """
 
 from __future__ import annotations
@@ -58,12 +60,13 @@ class ReaderSource:
                 raise PtxError(f"Annotator '{self.name}' has no saved mask in '{self.store_root}' any more.")
             self.affine = annotation.affine
             return annotation.mask
-        from ptx_annotator.io import load_mask_nifti
+        from ptx_annotator.io.masks import read_mask  # the one mask reader: NIfTI, NRRD, DICOM SEG
         from ptx_annotator.io.volume_files import spacing_from_affine
 
-        mask, self.affine = load_mask_nifti(self.path)
+        read = read_mask(self.path)
+        self.affine = read.affine
         self.spacing = spacing_from_affine(self.affine)
-        return mask
+        return read.mask
 
 
 def viewer_sources(viewer) -> list[ReaderSource]:
@@ -92,14 +95,13 @@ def viewer_sources(viewer) -> list[ReaderSource]:
 
 
 def _store_root(meta: dict) -> str | None:
-    from ptx_annotator.review.store import store_root_for  # the one store-root rule
+    """The layer's study store (:func:`._layers.store_root_of`, the one rule), if it exists."""
+    from ._layers import store_root_of
 
-    if meta.get("ptx_store_root"):
-        return os.fspath(meta["ptx_store_root"])
-    if not meta.get("ptx_source") or not meta.get("ptx_series_key"):
+    if not meta.get("ptx_series_key"):
         return None
-    root = store_root_for(meta["ptx_source"])
-    return os.fspath(root) if root.is_dir() else None
+    root = store_root_of(meta)
+    return os.fspath(root) if root is not None and root.is_dir() else None
 
 
 def compare_sources(reader_a: ReaderSource, reader_b: ReaderSource) -> Comparison:
@@ -179,12 +181,13 @@ class CompareWidget(QWidget):
             combo.blockSignals(False)
 
     def add_mask_file(self, path) -> None:
-        name = Path(path).name.removesuffix(".gz").removesuffix(".nii")
+        name = Path(path).name.removesuffix(".gz").removesuffix(".nii").removesuffix(".nrrd")
         self.extra_files.append(ReaderSource("file", name, path=os.fspath(path)))
         self.refresh_sources()
 
     def _choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Mask file", "", "NIfTI masks (*.nii *.nii.gz)")
+        path, _ = QFileDialog.getOpenFileName(self, "Mask file", "",
+                                              "Masks (*.nii *.nii.gz *.nrrd *.nhdr *.dcm);;All files (*)")
         if path:
             self.add_mask_file(path)
 

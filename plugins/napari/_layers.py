@@ -115,3 +115,15 @@ def _style_mask_layer(labels) -> None:
 def set_window(image_layer, name: str) -> None:
     """Switch the CT layer between the lung and mediastinal windows."""
     image_layer.contrast_limits = WINDOWS[name]
+
+
+def store_root_of(meta: dict):
+    """Where the annotations of a CT layer's study live: ``ptx_store_root`` (set when a review
+    opened it, ``--store`` included), else the study's store by the one store-root rule."""
+    from pathlib import Path
+
+    from ptx_annotator.review.store import store_root_for
+
+    if meta.get("ptx_store_root"):
+        return Path(meta["ptx_store_root"])
+    return store_root_for(meta["ptx_source"]) if meta.get("ptx_source") else None

@@ -116,3 +116,77 @@ def test_plain_function_on_mask_files_without_a_viewer(tmp_path):
     assert comparison.spacing == pytest.approx(SPACING)
     assert comparison.summary["volume_a_ml"] == pytest.approx(a.sum() * np.prod(SPACING) / 1000)
     assert comparison.ranked_slices[0] == 5
+
+
+def _dicom_study_in_a_sub_folder(tmp_path, monkeypatch):
+    """study/dicom/ holds the series (the layout `simulate` writes); study/.ptx is the store."""
+    from phantom_dicom import write_dicom_series  # tests/napari is on sys.path
+
+    from ptx_annotator.synthetic.phantom import make_chest_phantom
+
+    monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
+    case = make_chest_phantom(shape=(6, 64, 64), spacing=(5.0, 4.5, 4.5), side="right", fraction=0.3)
+    write_dicom_series(tmp_path / "study" / "dicom", case, "right ptx")
+    return tmp_path / "study", case
+
+
+def test_compare_sees_the_study_store_when_the_ct_sits_in_a_sub_folder(make_napari_viewer, qtbot, tmp_path,
+                                                                       monkeypatch):
+    from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+
+    study, case = _dicom_study_in_a_sub_folder(tmp_path, monkeypatch)
+    viewer = make_napari_viewer()
+    review = ReviewWidget(viewer)
+    session = review.open_study(study, "alice")  # the study root: its store is study/.ptx
+    session.annotation.mask[:] = case.truth
+    session.mark_edited(range(session.n_slices))
+    assert review.autosave()
+    bob = Annotation.empty(session.volume, "bob")
+    bob.mask[2] = 1
+    AnnotationStore.for_study(study).save(bob)
+    assert (study / ".ptx").is_dir() and not (study / "dicom" / ".ptx").exists()
+    widget = CompareWidget(viewer)
+    qtbot.addWidget(widget)
+    labels = [widget.combo_a.itemText(i) for i in range(widget.combo_a.count())]
+    assert "store: alice" in labels and "store: bob" in labels
+    widget.combo_a.setCurrentIndex(labels.index("store: alice"))
+    widget.combo_b.setCurrentIndex(labels.index("store: bob"))
+    comparison = widget.compute()
+    assert comparison.summary["volume_a_ml"] == pytest.approx(case.truth.sum() * session.volume.voxel_volume_ml)
+    review.close_session()
+
+
+def test_compare_finds_a_store_given_with_store_through_the_layer(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+
+    study, case = _dicom_study_in_a_sub_folder(tmp_path, monkeypatch)
+    elsewhere = tmp_path / "elsewhere"
+    viewer = make_napari_viewer()
+    review = ReviewWidget(viewer)
+    session = review.open_study(study, "alice", store_dir=elsewhere)
+    assert review.image_layer.metadata["ptx_store_root"] == str(elsewhere)  # the root travels with the layer
+    session.flag(1)
+    assert review.autosave()
+    other = Annotation.empty(session.volume, "bob")
+    other.mask[3] = 1
+    AnnotationStore(elsewhere).save(other)
+    widget = CompareWidget(viewer)
+    qtbot.addWidget(widget)
+    labels = [widget.combo_a.itemText(i) for i in range(widget.combo_a.count())]
+    assert {"store: alice", "store: bob"} <= set(labels)
+    assert not (study / ".ptx").exists()  # nothing was written into the study
+    review.close_session()
+
+
+def test_an_nrrd_mask_file_is_read_by_the_one_mask_reader(tmp_path):
+    nrrd = pytest.importorskip("nrrd")
+    a, b = _readers()
+    affine = np.diag([*SPACING, 1.0])
+    save_mask_nifti(a, affine, tmp_path / "a.nii.gz")
+    # NRRD stores the axes as (x, y, z); axis k of the file is array axis 2 - k, whose LPS step is affine column 2 - k
+    nrrd.write(str(tmp_path / "b.nrrd"), np.ascontiguousarray(b.transpose(2, 1, 0)),
+               {"space": "left-posterior-superior", "space directions": affine[:3, 2::-1].T.tolist(),
+                "space origin": [0.0, 0.0, 0.0]})
+    comparison = compare_sources(ReaderSource("file", "a", path=str(tmp_path / "a.nii.gz")),
+                                 ReaderSource("file", "b", path=str(tmp_path / "b.nrrd")))
+    assert comparison.summary["volume_b_ml"] == pytest.approx(b.sum() * np.prod(SPACING) / 1000)
