@@ -1,8 +1,9 @@
 """The Fine-tune dock widget: one button trains on the reviewed slices of the study on screen.
 
 A thin Qt shell over :mod:`ptx_annotator.training.interactive`. The study is found through the
-CT layer's metadata (``ptx_series_key``, ``ptx_source``, ``ptx_store_root``, set by this plugin's
-reader). Training runs in a ``thread_worker``; its progress reaches the main thread through a
+CT layer's metadata (``ptx_series_key``, ``ptx_source``; the store by ``ptx_store_root``, set by
+the review widget, else the one store-root rule); the open review session through the viewer's
+:class:`._owner.ReviewOwner`. The settings are a magicgui form. Training runs in a ``thread_worker``; its progress reaches the main thread through a
 queued Qt signal, and the loss plot, the progress bar and every layer are only touched there. At the end the widget shows the old
 and the new model's hold-out Dice; if the new model became active, it proposes again the slices
 nobody has reviewed (an open review session first, then every other annotator in the store).
@@ -13,10 +14,12 @@ from __future__ import annotations
 from qtpy.QtCore import QObject, QPointF, Qt, Signal
 from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import (
-    QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
 from ptx_annotator.errors import PtxError
+
+from ._owner import owner_of
 
 PLOT_COLORS = {"train_loss": "#1f77b4", "val_loss": "#ff7f0e"}
 
@@ -70,6 +73,7 @@ class FineTuneWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        self.owner = owner_of(napari_viewer)
         self.worker = None
         self.outcome = None
         self.reproposed: dict = {}
@@ -80,21 +84,16 @@ class FineTuneWidget(QWidget):
 
     # -- UI --------------------------------------------------------------------------------
     def _build_ui(self) -> None:
+        from magicgui.widgets import ComboBox, Container, SpinBox
+
         layout = QVBoxLayout(self)
-        form = QFormLayout()
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 500)
-        self.epochs.setValue(30)
-        form.addRow("max epochs", self.epochs)
-        self.size = QSpinBox()
-        self.size.setRange(0, 1024)
-        self.size.setSingleStep(32)
-        self.size.setSpecialValueText("auto (512 GPU / 256 CPU)")
-        form.addRow("input size (new model)", self.size)
-        self.encoder = QComboBox()
-        self.encoder.addItems(["resnet50", "resnet34"])
-        form.addRow("encoder (new model)", self.encoder)
-        layout.addLayout(form)
+        self.form = Container(widgets=[
+            SpinBox(name="epochs", label="max epochs", value=30, min=1, max=500),
+            SpinBox(name="size", label="input size (new model, 0 = auto: 512 GPU / 256 CPU)", value=0,
+                    min=0, max=1024, step=32),
+            ComboBox(name="encoder", label="encoder (new model)", choices=["resnet50", "resnet34"], value="resnet50"),
+        ])
+        layout.addWidget(self.form.native)
         buttons = QHBoxLayout()
         self.train_button = QPushButton("Fine-tune on reviewed slices")
         self.train_button.clicked.connect(self.start)
@@ -125,42 +124,34 @@ class FineTuneWidget(QWidget):
         return candidates[0]
 
     def review_session(self, series_key: str):
-        """The open ReviewSession of this series in a docked review widget, if any."""
-        window = getattr(self.viewer, "window", None)
-        for widget in (getattr(window, "dock_widgets", None) or {}).values():
-            for candidate in (widget, *widget.findChildren(QWidget)):
-                session = getattr(candidate, "session", None)
-                if session is not None and getattr(session.volume, "key", None) == series_key:
-                    return session, candidate
-        return None, None
+        """The open ReviewSession of this series, from the viewer's one owner (None if none)."""
+        return self.owner.session_for(series_key)
 
     # -- running -----------------------------------------------------------------------------
     def start(self) -> None:
         """Collect the study from the viewer and train in a thread worker."""
         from napari.qt.threading import thread_worker
 
-        from ptx_annotator.training.interactive import store_root_from_metadata
-
-        from ._layers import volume_from_layer
+        from ._layers import store_root_of, volume_from_layer
 
         try:
             layer = self.ct_layer()
             volume = volume_from_layer(layer)
-            store_root = store_root_from_metadata(layer.metadata)
+            store_root = store_root_of(layer.metadata)
             if volume is None or store_root is None:
                 raise PtxError("The CT layer carries no study location (ptx_source / ptx_store_root); reopen the study.")
         except PtxError as exc:
             self._say(str(exc))
             return
-        session, _ = self.review_session(volume.key)
-        if session is not None and session.store is not None and not session.save():
+        session = self.review_session(volume.key)
+        if session is not None and session.store is not None and not self.owner.save_now():
             self._say(session.last_save_error or "Could not save the open review; training was not started.")
             return
         self._cancel = False
         self.outcome, self.reproposed = None, {}
         self.plot.set_history([])
-        worker = thread_worker(self._work, start_thread=False)(volume, store_root, self.config(),
-                                                                self.encoder.currentText())
+        worker = thread_worker(self._work, start_thread=False, ignore_errors=True)(
+            volume, store_root, self.config(), self.form.encoder.value)
         worker.returned.connect(self._on_done)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
@@ -173,7 +164,7 @@ class FineTuneWidget(QWidget):
     def config(self):
         from ptx_annotator.training.trainer import TrainConfig
 
-        return TrainConfig(epochs=self.epochs.value(), input_size=self.size.value() or None)
+        return TrainConfig(epochs=int(self.form.epochs.value), input_size=int(self.form.size.value) or None)
 
     def _work(self, volume, store_root, config, encoder):
         """Run in the worker thread; progress goes through the relay signal. Returns what ``_on_done`` shows."""
@@ -225,17 +216,12 @@ class FineTuneWidget(QWidget):
         from ptx_annotator.training.interactive import apply_reproposal, repropose_store
 
         source, params, results, completed = proposal
-        session, owner = self.review_session(volume.key)
+        session = self.review_session(volume.key)
         skip = []
-        if session is not None:
+        if session is not None:  # its views follow the session's events
             changed = apply_reproposal(session, source, params, results, completed)
             self.reproposed[session.annotator] = len(changed)
             skip.append(session.annotator)
-            session.refresh_counts(changed)
-            for layer in self.viewer.layers:
-                layer.refresh()
-            if hasattr(owner, "refresh"):
-                owner.refresh()
         self.reproposed.update(repropose_store(volume, store_root, source, params, results, skip, completed))
         parts = [f"{name}: {n} slices" if isinstance(n, int) else f"{name}: {n}" for name, n in self.reproposed.items()]
         return "Re-proposed unreviewed slices - " + ("; ".join(parts) or "no annotators")

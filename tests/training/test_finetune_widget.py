@@ -82,32 +82,42 @@ def test_train_study_cli_then_repropose_only_unreviewed(tiny_ct, tmp_path, capsy
     assert source in after.proposals
 
 
-def test_widget_trains_shows_dice_and_reproposes(make_napari_viewer, qtbot, tiny_ct, tmp_path):
+def test_widget_trains_shows_dice_and_reproposes(make_napari_viewer, qtbot, tiny_ct, tmp_path, monkeypatch):
+    """With the study open in the review widget, the re-proposal goes to that session (found
+    through the viewer's one owner) and its state strip follows through the session's events."""
     from ptx_annotator.plugins.napari._finetune_widget import FineTuneWidget
-    from ptx_annotator.plugins.napari._layers import image_layer_data
+    from ptx_annotator.plugins.napari._review_widget import ReviewWidget
 
+    monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
     path, volume, store_root = make_study(tmp_path, tiny_ct)
     viewer = make_napari_viewer()
-    data, kwargs, _ = image_layer_data(volume)
-    kwargs["metadata"]["ptx_store_root"] = str(store_root)
-    viewer.add_image(data, **kwargs)
+    review = ReviewWidget(viewer)
+    session = review.open_study(path, "alice")  # the study's own store, by the one store-root rule
+    assert review.image_layer.metadata["ptx_store_root"] == str(store_root)
+    session.flag(UNREVIEWED_SLICES[0])  # unsaved work: training saves it first
     widget = FineTuneWidget(viewer)
     qtbot.addWidget(widget)
-    widget.epochs.setValue(1)
-    widget.size.setValue(64)
-    widget.encoder.setCurrentText("resnet34")
+    widget.form.epochs.value = 1
+    widget.form.size.value = 64
+    widget.form.encoder.value = "resnet34"
     widget.config = _config  # the tiny recipe of these tests (lr, batch) on top of the UI values
     widget.start()
     assert not widget.train_button.isEnabled() and widget.cancel_button.isEnabled()
+    assert AnnotationStore(store_root).load(volume.key, "alice").review[UNREVIEWED_SLICES[0]].state == FLAGGED
     qtbot.waitUntil(lambda: widget.worker is None, timeout=240_000)
     assert widget.outcome is not None and widget.outcome.registration.activated
     text = widget.status.text()
     assert "Hold-out Dice: new" in text and "no active model before" in text and "Re-proposed" in text
     assert widget.plot.history and widget.plot.history[0]["epoch"] == 1
-    assert widget.reproposed == {"alice": len(UNREVIEWED_SLICES)}
+    reproposed = [z for z in UNREVIEWED_SLICES[1:]]
+    assert widget.reproposed == {"alice": len(reproposed)}
+    assert review.strip.states == session.states()  # the strip followed the session's events
+    assert [z for z, s in enumerate(review.strip.states) if s == PROPOSED] == reproposed
+    assert review.autosave()
     states = AnnotationStore(store_root).load(volume.key, "alice").review.states()
-    assert [z for z, s in enumerate(states) if s == PROPOSED] == list(UNREVIEWED_SLICES)
+    assert [z for z, s in enumerate(states) if s == PROPOSED] == reproposed
     assert UNREVIEWED not in states
+    review.close_session()
 
 
 def test_widget_without_a_study_says_so(make_napari_viewer, qtbot):
