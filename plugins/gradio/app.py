@@ -4,16 +4,24 @@
 ``launch_demo(demo, ...)`` starts it (local server, optional share link, auth, upload limit).
 The prediction itself is :func:`ptx_annotator.xray.predict.predict_xray` (the core); this module
 only reads the upload, calls it and formats the answer. Only a whitelist of technical DICOM
-fields ever leaves the server: no patient name, ID, dates or file names.
+fields ever leaves the server (defined terms only: free text becomes "other"): no patient name,
+ID, dates or file names. Each upload is read once and deleted from the server at once (the decoded
+image is kept in memory for re-runs with another threshold); whatever is left goes at shutdown
+(:func:`close_demo`). A CT slice given as an X-ray is refused.
 """
 
 from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
 from ptx_annotator.errors import PtxError
-from ptx_annotator.xray.io import load_xray
+from ptx_annotator.xray.io import load_xray, refuse_non_radiograph
 from ptx_annotator.xray.preprocess import resize_image, resize_mask
 
 TITLE = "Pneumothorax on chest X-ray"
@@ -21,7 +29,10 @@ LABEL = "pneumothorax"
 DISPLAY_MAX_SIDE = 1024
 DEFAULT_MAX_FILE_SIZE = "64mb"
 DEFAULT_CONCURRENCY = 2
-DEFAULT_QUEUE_SIZE = 16
+#: Waiting requests the queue holds: 20 simultaneous callers are all answered (tests/gradio) with room to spare.
+DEFAULT_QUEUE_SIZE = 64
+#: Decoded uploads kept in memory for re-runs (threshold changes) after their files were deleted.
+KEPT_IMAGES = 8
 PUBLIC_META_KEYS = ("format", "modality", "view_position", "body_part", "photometric", "bits_stored", "rows",
                     "columns", "original_mode")
 HOW_TO_GET_A_MODEL = (
@@ -30,6 +41,47 @@ HOW_TO_GET_A_MODEL = (
     "--out xray-unet.safetensors`, then restart with `ptx-annotate xray-demo --checkpoint xray-unet.safetensors`."
 )
 DISCLAIMER = "Research demonstration only, not a medical device: never use it for diagnosis."
+#: The one message a demo without a model shows (before and after an upload alike).
+NO_MODEL_STATUS = f"### No model loaded\n\n{HOW_TO_GET_A_MODEL}"
+
+
+class OverlayImage(gr.AnnotatedImage):
+    """``gr.AnnotatedImage`` whose files are private to each answer.
+
+    Gradio names output files by content and rewrites them in place, so two answers with the same
+    picture (the same empty mask, say) shared one file that was truncated while being downloaded
+    (seen with 20 simultaneous calls). Here each answer gets its own copies, written atomically
+    under one lock, and they are deleted when the demo closes.
+    """
+
+    _write_lock = threading.Lock()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.private_files: set[str] = set()
+
+    def postprocess(self, value):
+        import shutil
+        import uuid
+
+        with self._write_lock:
+            data = super().postprocess(value)
+            if data is None:
+                return data
+            for item in [data.image, *[a.image for a in data.annotations]]:
+                source = Path(item.path)
+                private = source.with_name(f"{uuid.uuid4().hex}{source.suffix}")
+                partial = private.with_name(f".{private.name}.partial")
+                shutil.copyfile(source, partial)
+                os.replace(partial, private)
+                item.path = str(private)
+                self.private_files.add(str(private))
+        return data
+
+    def forget_files(self) -> None:
+        for path in self.private_files:
+            _delete_upload(path)
+        self.private_files.clear()
 
 
 class XrayPredictor:
@@ -38,6 +90,9 @@ class XrayPredictor:
     def __init__(self, checkpoint=None, device: str = "cpu"):
         self.model, self.meta, self.device = None, None, device
         self.checkpoint_name = None
+        self._images: OrderedDict[str, object] = OrderedDict()
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
         if checkpoint:
             from pathlib import Path
 
@@ -72,14 +127,13 @@ class XrayPredictor:
         if not file_path:
             raise gr.Error("No file was uploaded: choose a chest X-ray (PNG, JPEG or DICOM) first.",
                            print_exception=False)
-        image = load_xray(_path_of(file_path))
+        image = self._read_upload(_path_of(file_path))
         public = {key: image.meta[key] for key in PUBLIC_META_KEYS if key in image.meta}
         display = _display_image(image.unit())
         if self.model is None:
             numbers = {"model": None, "pneumothorax": None, "image": public,
-                       "spacing_mm": _spacing(image), "warnings": image.meta.get("warnings", []),
-                       "message": HOW_TO_GET_A_MODEL}
-            return (display, []), f"### No model loaded\n\n{HOW_TO_GET_A_MODEL}", numbers
+                       "spacing_mm": _spacing(image), "warnings": image.meta.get("warnings", [])}
+            return (display, []), NO_MODEL_STATUS, numbers
         from ptx_annotator.xray.predict import predict_xray
 
         threshold = self.default_threshold if threshold is None else float(threshold)
@@ -91,6 +145,51 @@ class XrayPredictor:
         numbers = {"model": self.checkpoint_name, **result, "image": public}
         return (display, [(mask, LABEL)]), _status(result), numbers
 
+    def _read_upload(self, path: str):
+        """The decoded upload (refused unless it is a radiograph); its file is deleted once read.
+
+        Gradio names uploads by content, so the same image sent again lands on the same path: it
+        is answered from memory and its new copy deleted too.
+        """
+        with self._lock:  # one upload at a time: decoding is short next to the model
+            if path in self._images:
+                self._images.move_to_end(path)
+                _delete_upload(path)
+                return self._images[path]
+            if path in self._seen and not os.path.exists(path):
+                raise gr.Error("That upload was already analysed and deleted from the server (uploads are never "
+                               "kept): upload the image again.", print_exception=False)
+            self._seen.add(path)
+            try:
+                image = load_xray(path)
+                refuse_non_radiograph(image)
+            finally:
+                _delete_upload(path)
+            self._images[path] = image
+            while len(self._images) > KEPT_IMAGES:
+                self._images.popitem(last=False)
+            return image
+
+    def forget_uploads(self) -> None:
+        """Drop the decoded images and delete any upload file still on disk (at shutdown)."""
+        with self._lock:
+            self._images.clear()
+            seen, self._seen = set(self._seen), set()
+        for path in seen:
+            _delete_upload(path)
+
+
+def _delete_upload(path: str) -> None:
+    """Delete one uploaded file, and its folder when Gradio made it for that file alone."""
+    try:
+        os.unlink(path)
+    except OSError:
+        return
+    try:
+        Path(path).parent.rmdir()  # only succeeds when empty
+    except OSError:
+        pass
+
 
 def build_demo(checkpoint=None, device: str = "cpu", concurrency_limit: int = DEFAULT_CONCURRENCY,
                queue_size: int = DEFAULT_QUEUE_SIZE) -> gr.Blocks:
@@ -98,16 +197,20 @@ def build_demo(checkpoint=None, device: str = "cpu", concurrency_limit: int = DE
     predictor = XrayPredictor(checkpoint, device)
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\n\n{DISCLAIMER}")
-        gr.Markdown(_model_line(predictor))
+        has_model = predictor.model is not None
+        if has_model:
+            gr.Markdown(_model_line(predictor))
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Chest X-ray: PNG, JPEG or DICOM", type="filepath")
-                threshold = gr.Slider(0.05, 0.95, value=predictor.default_threshold, step=0.05,
+                # without a model there is nothing to threshold or analyse: no control that does nothing
+                threshold = gr.Slider(0.05, 0.95, value=predictor.default_threshold, step=0.05, visible=has_model,
                                       label="Mask threshold (probability a pixel needs to be in the mask)")
-                button = gr.Button("Analyse", variant="primary")
+                button = gr.Button("Analyse", variant="primary", visible=has_model)
             with gr.Column(scale=2):
-                overlay = gr.AnnotatedImage(label="X-ray with predicted pneumothorax", color_map={LABEL: "#ff2020"})
-                status = gr.Markdown("Upload an image to start.", label="summary")
+                overlay = OverlayImage(label="X-ray with predicted pneumothorax" if has_model else "X-ray",
+                                       color_map={LABEL: "#ff2020"})
+                status = gr.Markdown("Upload an image to start." if has_model else NO_MODEL_STATUS, label="summary")
                 numbers = gr.JSON(label="Result")
         outputs = [overlay, status, numbers]
         button.click(predictor, [upload, threshold], outputs, api_name="predict", concurrency_limit=concurrency_limit,
@@ -115,7 +218,7 @@ def build_demo(checkpoint=None, device: str = "cpu", concurrency_limit: int = DE
         upload.upload(predictor, [upload, threshold], outputs, api_visibility="private", concurrency_id="model")
         threshold.release(predictor, [upload, threshold], outputs, api_visibility="private", concurrency_id="model")
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
-    demo.predictor = predictor
+    demo.predictor, demo.overlay = predictor, overlay
     return demo
 
 
@@ -132,6 +235,17 @@ def launch_demo(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = Non
                 footer_links=["api"])
     share_url = getattr(demo, "share_url", None)
     return {"local_url": demo.local_url, "share_url": share_url, "share_failed": bool(share and not share_url)}
+
+
+def close_demo(demo: gr.Blocks) -> None:
+    """Stop the server and delete every upload it still holds (nothing of a patient stays behind)."""
+    demo.close()
+    predictor = getattr(demo, "predictor", None)
+    if predictor is not None:
+        predictor.forget_uploads()
+    overlay = getattr(demo, "overlay", None)
+    if overlay is not None:
+        overlay.forget_files()
 
 
 def _path_of(file_value) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -33,13 +34,29 @@ def parse_auth(text: str | None):
     return user, password
 
 
+def check_file_size(text: str) -> None:
+    """Refuse an upload limit Gradio cannot read (a number with kb, mb or gb)."""
+    import re
+
+    from ptx_annotator.errors import PtxError
+
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(b|kb|mb|gb)\s*", str(text).lower()):
+        raise PtxError(f"--max-file-size '{text}' must be a size such as 64mb, 500kb or 1gb.")
+
+
 def run(args) -> int:
     from ptx_annotator.errors import PtxError
 
     auth = parse_auth(args.auth)
     if args.concurrency < 1:
         raise PtxError(f"--concurrency must be at least 1 (got {args.concurrency}).")
-    from ptx_annotator.plugins.gradio.app import build_demo, launch_demo
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise PtxError(f"--port {args.port} is not a TCP port: give a number from 1 to 65535 (above 1023 without root).")
+    check_file_size(args.max_file_size)
+    if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
+        raise PtxError(f"--checkpoint '{args.checkpoint}' is not a file: give the .safetensors file from "
+                       "'ptx-annotate train-xray'.")
+    from ptx_annotator.plugins.gradio.app import build_demo, close_demo, launch_demo
 
     demo = build_demo(args.checkpoint, device=args.device, concurrency_limit=args.concurrency)
     if args.checkpoint is None:
@@ -63,5 +80,5 @@ def run(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        demo.close()
+        close_demo(demo)
     return 0

@@ -34,8 +34,52 @@ DICOM_META_WHITELIST = {
 }
 
 
+#: Shown values of the whitelisted DICOM fields: defined terms only; anything else becomes "other"
+#: (free text there can carry names or notes, so it is never echoed).
+PUBLIC_VALUES = {
+    "modality": {"CR", "DX", "DR", "RG", "XR", "CT", "MR", "PT", "NM", "US", "OT", "SC", "MG", "XA", "RF"},
+    "view_position": {"AP", "PA", "LL", "RL", "RLD", "LLD", "RLO", "LLO", "LAT", "LATERAL", "LPO", "RPO", "LAO", "RAO"},
+    "body_part": {"CHEST", "THORAX", "LUNG", "ABDOMEN", "HEAD", "PELVIS", "SPINE", "SHOULDER", "NECK", "HEART"},
+    "photometric": {"MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR", "YBR_FULL", "YBR_FULL_422"},
+}
+#: Modalities whose images are not projection radiographs: refused by :func:`refuse_non_radiograph`.
+NOT_RADIOGRAPH_MODALITIES = {"CT", "MR", "PT", "NM", "US"}
+#: Share of an image's outer frame (5 % of its side) at its darkest value above which it looks like an
+#: axial CT slice (air around the body, or the padding outside the reconstruction circle). Measured on
+#: the shared data: chest X-rays 0.00005-0.27 (5 images), CT slices 0.53-1.0 (4 CT series, 6 slices
+#: each, lung / soft-tissue / full windows); the threshold sits between them.
+CT_FRAME_DARK_SHARE = 0.4
+
+
 class XrayImageError(PtxError):
     """A file cannot be read as a chest X-ray image."""
+
+
+def public_value(key: str, value) -> str:
+    """``value`` of a whitelisted field as shown to a user: a defined term, or 'other'."""
+    text = str(value).strip().upper()
+    allowed = PUBLIC_VALUES.get(key)
+    return text if allowed is None or text in allowed else "other"
+
+
+def frame_dark_share(unit: np.ndarray) -> float:
+    """Share of the outer frame (5 % of the shorter side) at the image's darkest value (within 2/255)."""
+    rows, columns = unit.shape
+    band = max(2, int(0.05 * min(rows, columns)))
+    frame = np.concatenate([unit[:band].ravel(), unit[-band:].ravel(), unit[:, :band].ravel(), unit[:, -band:].ravel()])
+    return float(np.mean(frame <= float(unit.min()) + 2.0 / 255.0))
+
+
+def refuse_non_radiograph(image: "XrayImage") -> None:
+    """Raise :class:`XrayImageError` for a CT (or other cross-sectional) image given as a chest X-ray."""
+    modality = image.meta.get("modality")
+    if modality in NOT_RADIOGRAPH_MODALITIES:
+        raise XrayImageError(f"'{image.source}' is a {modality} image (DICOM Modality {modality}), not a chest X-ray: "
+                             "this demo reads projection radiographs (CR / DX). Give a chest X-ray.")
+    share = frame_dark_share(image.unit())
+    if share >= CT_FRAME_DARK_SHARE:
+        raise XrayImageError(f"'{image.source}' looks like an axial CT slice, not a chest X-ray ({100 * share:.0f}% of "
+                             "its border is uniformly dark, as around a body cross-section). Give a chest X-ray.")
 
 
 @dataclass
@@ -147,7 +191,7 @@ def _load_dicom(path: Path, max_pixels: int, force: bool = False) -> XrayImage:
     for keyword, key in DICOM_META_WHITELIST.items():
         value = ds.get(keyword)
         if value not in (None, ""):
-            meta[key] = int(value) if keyword == "BitsStored" else str(value)
+            meta[key] = int(value) if keyword == "BitsStored" else public_value(key, value)
     meta["warnings"] = warnings
     return XrayImage(pixels, spacing, name, meta)
 
@@ -209,7 +253,10 @@ def _load_picture(path: Path, max_pixels: int) -> XrayImage:
                 pixels = np.array(grey, dtype=np.uint8)
     except XrayImageError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise XrayImageError(f"'{name}' has far more pixels than a chest X-ray ({_first_line(exc)}); the limit is "
+                             f"{max_pixels / 1e6:.0f} M pixels. Downsample it first.") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise XrayImageError(f"'{name}' cannot be read as an image ({_first_line(exc)}): it is truncated or damaged. "
                              "Export it again as PNG, JPEG or DICOM.") from exc
     meta = {"format": fmt or path.suffix.lstrip(".").upper(), "rows": int(height), "columns": int(width),

@@ -14,7 +14,7 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 from ptx_annotator.model import CheckpointMeta, build_model, save_checkpoint  # noqa: E402
-from ptx_annotator.plugins.gradio.app import build_demo, launch_demo  # noqa: E402
+from ptx_annotator.plugins.gradio.app import build_demo, close_demo, launch_demo  # noqa: E402
 from ptx_annotator.xray.preprocess import XrayPreprocessing  # noqa: E402
 from tests.conftest import CXR_OTHER, SIIM_DIR, need  # noqa: E402
 
@@ -57,7 +57,7 @@ def client(checkpoint):
     demo = build_demo(checkpoint)
     urls = _serve(demo)
     yield gradio_client.Client(urls["local_url"], verbose=False)
-    demo.close()
+    close_demo(demo)
 
 
 AUTH = ("reader", "s3cret-pass")
@@ -69,7 +69,7 @@ def served_without_model():
     demo = build_demo(None)
     urls = launch_demo(demo, host="127.0.0.1", port=_free_port(), auth=AUTH, quiet=True)
     yield urls["local_url"]
-    demo.close()
+    close_demo(demo)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +167,14 @@ def test_without_a_checkpoint_it_starts_and_explains(client_without_model):
     assert overlay["annotations"] == []
 
 
+def test_without_a_checkpoint_one_message_and_no_dead_controls():
+    demo = build_demo(None)
+    shown = [block for block in demo.blocks.values() if getattr(block, "visible", True) is not False]
+    texts = [str(getattr(block, "value", "")) for block in shown if isinstance(block, gr.Markdown)]
+    assert sum("ptx-annotate train-xray" in text for text in texts) == 1  # said once, not twice
+    assert not any(isinstance(block, (gr.Slider, gr.Button)) for block in shown)  # nothing to threshold or click
+
+
 def test_auth_is_required_when_set(served_without_model):
     with pytest.raises(Exception):
         gradio_client.Client(served_without_model, auth=("reader", "wrong"), verbose=False)
@@ -199,3 +207,71 @@ def test_cli_rejects_bad_auth_and_ct_checkpoints(tmp_path, capsys):
     ct = save_checkpoint(build_model("resnet34"), tmp_path / "ct.safetensors", CheckpointMeta(encoder="resnet34", input_size=64))
     assert main(["xray-demo", "--checkpoint", str(ct)]) == 2
     assert "not a chest X-ray model" in capsys.readouterr().err
+
+
+def _canary_dicom(tmp_path, source, modality=None, **fields):
+    ds = pydicom.dcmread(str(source))
+    for keyword, value in fields.items():
+        setattr(ds, keyword, value)
+    if modality:
+        ds.Modality = modality
+    path = tmp_path / "canary.dcm"
+    ds.save_as(str(path))
+    return path
+
+
+CANARY = "ZQXCANARY"
+
+
+def test_phi_canary_never_leaves_and_no_upload_stays(checkpoint, tmp_path, monkeypatch):
+    uploads = tmp_path / "gradio-tmp"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    demo = build_demo(checkpoint)
+    urls = _serve(demo)
+    try:
+        client = gradio_client.Client(urls["local_url"], verbose=False)
+        path = _canary_dicom(tmp_path, need(NEGATIVE), PatientName=f"{CANARY}^NAME", PatientID=f"{CANARY}-ID",
+                             ViewPosition=f"PA {CANARY} note", BodyPartExamined=f"{CANARY} chest",
+                             InstitutionName=f"{CANARY} hospital")
+        outputs = _predict(client, path)
+        _assert_no_identifiers(outputs, [CANARY])
+        assert outputs[2]["image"]["view_position"] == "other" and outputs[2]["image"]["body_part"] == "other"
+        left = [p for p in uploads.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
+        assert left == []  # the upload was deleted right after the prediction
+        assert _predict(client, need(POSITIVE))[2]["image"]["view_position"] == "PA"  # a defined term is shown
+    finally:
+        close_demo(demo)
+    assert not [p for p in uploads.rglob("*.dcm")]  # nothing uploaded stays after shutdown
+
+
+def test_a_ct_slice_is_refused(client, tmp_path):
+    from tests.conftest import TCIA_CT
+
+    ct_file = sorted(need(TCIA_CT).glob("*.dcm"))[30]
+    with pytest.raises(Exception, match="not a chest X-ray"):
+        _predict(client, ct_file)  # DICOM Modality CT
+    ds = pydicom.dcmread(str(ct_file))
+    hu = ds.pixel_array.astype(float) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    png = tmp_path / "ct_slice.png"
+    Image.fromarray((np.clip((hu + 1350) / 1500, 0, 1) * 255).astype(np.uint8)).save(png)
+    with pytest.raises(Exception, match="looks like an axial CT slice"):
+        _predict(client, png)  # no header: refused by how it looks
+
+
+def test_twenty_concurrent_calls_are_all_answered(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = gradio_client.handle_file(str(need(NIH_PNG)))
+    jobs = [client.submit(path, 0.5, api_name="/predict") for _ in range(20)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda job: job.result(timeout=300), jobs))
+    assert len(answers) == 20 and all(a[2]["area_px"] == 512 * 512 for a in answers)
+
+
+def test_huge_png_is_called_too_large_not_truncated(tmp_path):
+    from ptx_annotator.xray.io import XrayImageError, load_xray
+
+    path = tmp_path / "huge.png"
+    Image.new("L", (20000, 20000)).save(path, optimize=False)
+    with pytest.raises(XrayImageError, match="more pixels than a chest X-ray|pixel limit"):
+        load_xray(path)
