@@ -7,7 +7,7 @@ The napari Fine-tune widget is a thin shell over these functions:
 * :func:`reproposal_results` - the new active model's proposal, slice by slice (a generator);
 * :func:`apply_reproposal` - hand those slices to review sessions: a slice changes only if its
   state is ``unreviewed`` (with an empty mask) or ``proposed``; accepted, edited and flagged
-  slices are never touched (that rule lives in ``ReviewSession.add_proposal_slice``);
+  slices are never touched (the one rule, :func:`ptx_annotator.review.merge.merge_proposal`);
 * :func:`repropose_store` - the same for annotators with no open session, saved to the store.
 """
 
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ptx_annotator.errors import AnnotationLockedError, PtxError
-from ptx_annotator.review.states import PROPOSED, UNREVIEWED
 from ptx_annotator.review.store import AnnotationStore
 from .data import reviewed_slices_of_volume
 from .finetune import FinetuneOutcome, finetune
@@ -46,14 +45,13 @@ def finetune_series(volume, store_root, annotators=None, config: TrainConfig | N
                     should_cancel=should_cancel, log=log)
 
 
-def needs_reproposal(states: list[str]) -> list[int]:
-    """The slices a new proposal may fill: unreviewed or proposed."""
-    return [z for z, state in enumerate(states) if state in (UNREVIEWED, PROPOSED)]
-
-
 def reproposal_results(volume, checkpoint, first_slice: int | None = None,
                        should_cancel: Callable[[], bool] | None = None, device: str | None = None):
-    """(source_id, params, generator of SliceResult) of the model in ``checkpoint`` over ``volume``."""
+    """(source_id, params, generator of SliceResult) of the model in ``checkpoint`` over ``volume``.
+
+    The generator is the proposer's whole proposal (its 3D clean-up included, see
+    :mod:`ptx_annotator.proposers.contract`): the same mask as ``predict`` and the viewer give.
+    """
     from ptx_annotator.proposers import get_proposer
 
     proposer = get_proposer(checkpoint=checkpoint, device=device)
@@ -63,9 +61,10 @@ def reproposal_results(volume, checkpoint, first_slice: int | None = None,
 def apply_reproposal(session, source: str, params: dict, results: Iterable, completed: bool = True) -> list[int]:
     """Feed ``results`` to a ReviewSession; returns the slices whose mask was replaced."""
     session.begin_proposal(source, params)
-    changed = [int(result.index) for result in results if session.add_proposal_slice(result)]
+    # a slice the 3D clean-up revised comes twice
+    changed = {int(result.index) for result in results if session.add_proposal_slice(result)}
     session.finish_proposal(completed)
-    return changed
+    return sorted(changed)
 
 
 def repropose_store(volume, store_root, source: str, params: dict, results: list, skip: Iterable[str] = (),

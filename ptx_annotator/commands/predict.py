@@ -2,8 +2,9 @@
 
 The proposal goes into the annotation store as slices in state ``proposed`` (``--annotator``; the
 annotator ``model`` when neither ``--annotator`` nor ``--out`` is given) and/or to a NIfTI file
-with the CT's affine (``--out``). Slices a person already set (accepted, edited or flagged) keep
-their mask and state: a proposal never overwrites review work.
+with the CT's affine (``--out``). Slices a person already set (accepted, edited or flagged, or an
+unreviewed slice that has content) keep their mask and state: a proposal never overwrites review
+work (the one merge rule, :func:`ptx_annotator.review.merge.merge_proposal`).
 """
 
 from __future__ import annotations
@@ -82,11 +83,7 @@ def run(args) -> int:
                                   keep_probabilities=bool(args.json and args.checkpoint))
     finally:
         progress.close()
-    elapsed = time.perf_counter() - started
-    finish_volume = getattr(proposer, "postprocess_volume", None)
-    if finish_volume is not None:
-        proposal.mask = finish_volume(proposal.mask, volume.spacing)
-        proposal.params["volume_postprocess"] = "3D components below min_component_mm3 dropped after all slices"
+    elapsed = time.perf_counter() - started  # propose_volume ran the proposer's own 3D clean-up too
 
     voxels = int(proposal.mask.astype(bool).sum())
     say = _printer(args.json)
@@ -181,27 +178,19 @@ def _claim_store(args, volume):
 
 
 def _write_store(args, volume, proposal, say=print, store=None) -> None:
-    from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED
+    from ptx_annotator.review.merge import merge_proposal, record_proposal
     from ptx_annotator.review.store import AnnotationStore
 
-    kept_states = (ACCEPTED, EDITED, FLAGGED)
     store = store or AnnotationStore.for_study(args.path, args.store)
     try:
         annotation = store.load_or_empty(volume, args.annotator or DEFAULT_ANNOTATOR)
-        proposed = kept = 0
-        for index in proposal.slices_done:
-            if annotation.review[index].state in kept_states:
-                kept += 1
-                continue
-            annotation.mask[index] = proposal.mask[index]
-            annotation.review.mark(index, PROPOSED, by=proposal.source, source=proposal.source)
-            proposed += 1
-        annotation.proposals.pop(proposal.source, None)  # the newest run goes last
-        annotation.proposals[proposal.source] = proposal.record()
+        merged = merge_proposal(annotation, proposal)
+        proposed, kept = len(merged.proposed), len(merged.kept)
+        record_proposal(annotation, proposal, with_probabilities=False)  # the store keeps the mask, not probabilities
         store.save_proposal(volume.key, annotation.annotator, proposal.mask, volume.affine)
         version = store.save(annotation)
     finally:
         store.close()
-    note = f"; {kept} slices already reviewed or flagged were kept as they were" if kept else ""
+    note = f"; {kept} slices already reviewed, flagged or drawn were kept as they were" if kept else ""
     say(f"stored as annotator '{annotation.annotator}' (version {version}) in {store.root}: "
           f"{proposed} slices proposed{note}")

@@ -39,11 +39,12 @@ from psygnal import Signal, SignalGroup
 from scipy import ndimage as ndi
 
 from ptx_annotator.errors import PtxError
-from ptx_annotator.proposers.contract import SliceResult
+from ptx_annotator.proposers.contract import Proposal, SliceResult
+from ptx_annotator.review.merge import merge_proposal, record_proposal
 from ptx_annotator.review.history import Edit, EditHistory, EditingMixin
 from ptx_annotator.review.ranking import SliceRanker, next_in_order
 from ptx_annotator.review.states import (ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED, ReviewLog,
-                                         review_provenance, utc_now)
+                                         review_provenance)
 from ptx_annotator.review.store import Annotation, AnnotationStore
 from ptx_annotator.review.tools import ReviewTools
 from ptx_annotator.volume import Volume
@@ -282,12 +283,9 @@ class ReviewSession(EditingMixin, ReviewTools):
         """Record the proposal in the annotation (which proposer, with what settings, complete or not)."""
         if self.proposal_source is None:
             return
-        self.annotation.proposals.pop(self.proposal_source, None)  # the newest run goes last
-        self.annotation.proposals[self.proposal_source] = {
-            "source": self.proposal_source, "created": utc_now(), "params": self.proposal_params,
-            "completed": bool(completed), "slices": len(self.proposal_indices), "threshold": self.threshold,
-            "with_probabilities": self.has_probabilities,
-        }
+        proposal = self._proposal_view()
+        proposal.completed = bool(completed)
+        record_proposal(self.annotation, proposal, threshold=self.threshold, with_probabilities=self.has_probabilities)
         self._proposal_changes += 1
         self.dirty = True
 
@@ -329,13 +327,18 @@ class ReviewSession(EditingMixin, ReviewTools):
         return changed
 
     def _offer_proposal(self, z: int) -> bool:
-        state = self.state(z)
-        untouched = state == PROPOSED or (state == UNREVIEWED and not self.annotation.mask[z].any())
-        if not untouched:
-            return False
-        self._set_mask_slice(z, self.proposal_mask[z])
-        self._mark(z, PROPOSED, source=self.proposal_source, by=self.proposal_source)
-        return True
+        """The one merge rule (:func:`ptx_annotator.review.merge.merge_proposal`) for slice ``z``."""
+        merged = merge_proposal(self.annotation, self._proposal_view(), [z], write=self._take_proposal_slice)
+        return bool(merged.proposed)
+
+    def _proposal_view(self) -> Proposal:
+        return Proposal(mask=self.proposal_mask, probabilities=self.proposal_probabilities,
+                        source=self.proposal_source or "unknown", params=self.proposal_params,
+                        slices_done=sorted(self.proposal_indices))
+
+    def _take_proposal_slice(self, z: int, values: np.ndarray, source: str) -> None:
+        self._set_mask_slice(z, values)
+        self._mark(z, PROPOSED, source=source, by=source)
 
     # -- measurements --------------------------------------------------------------------------
     def volume_ml(self) -> dict[str, float]:
