@@ -3,13 +3,20 @@
 A proposer is an object with ``source_id`` (a short stable string recorded in the review log),
 ``describe()`` (a JSON-able dict of its settings) and ``iter_slices(volume, first_slice,
 should_cancel)``, a generator of :class:`SliceResult`. The slice on screen comes first, the rest
-follow; ``should_cancel()`` is checked between slices. :func:`propose_volume` runs one to the end.
+follow; ``should_cancel()`` is checked between slices.
+
+The generator is the whole proposal, 3D clean-up included: a proposer whose mask needs a pass
+over the assembled volume (the model's small-component rule) runs its slices through
+:func:`finish_after_last_slice`, which, once every slice was yielded, yields again
+(``revised=True``) each slice the clean-up changed. Every door (``predict``, the napari viewer,
+the fine-tune re-proposal) consumes that one generator, so the same input gives the same mask
+whichever door it came through. :func:`propose_volume` gathers it into one :class:`Proposal`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -26,6 +33,7 @@ class SliceResult:
     probability: np.ndarray | None
     done: int
     total: int
+    revised: bool = False  # the 3D clean-up changed this already-yielded slice
 
 
 @dataclass
@@ -41,8 +49,10 @@ class Proposal:
     slices_done: list[int] = field(default_factory=list)
 
     def record(self) -> dict:
-        """What the review log keeps about this proposal."""
-        return {"source": self.source, "created": self.created, "params": self.params, "completed": self.completed}
+        """What the review log keeps about this proposal (:func:`ptx_annotator.review.merge.proposal_record`)."""
+        from ptx_annotator.review.merge import proposal_record
+
+        return proposal_record(self)
 
 
 class Proposer(Protocol):
@@ -66,11 +76,42 @@ def slice_order(n_slices: int, first_slice: int | None) -> list[int]:
     return order
 
 
+def finish_after_last_slice(results: Iterable[SliceResult], volume: Volume,
+                            finish: Callable[[np.ndarray, Volume], np.ndarray],
+                            should_cancel: Callable[[], bool] | None = None) -> Iterator[SliceResult]:
+    """``results``, then the slices that ``finish`` (a 3D clean-up of the assembled mask) changed.
+
+    The clean-up runs only once every slice of ``volume`` was yielded (never on a cancelled run);
+    each slice it changed is yielded again with ``revised=True`` and no probability (the slice's
+    probabilities stay as they were).
+    """
+    n_slices = volume.shape[0]
+    assembled = np.zeros(volume.shape, dtype=np.uint8)
+    seen: set[int] = set()
+    for result in results:
+        assembled[result.index] = np.asarray(result.mask) > 0
+        seen.add(int(result.index))
+        yield result
+    if len(seen) < n_slices or (should_cancel is not None and should_cancel()):
+        return
+    finished = (np.asarray(finish(assembled.copy(), volume)) > 0).astype(np.uint8)
+    changed = np.flatnonzero((finished != assembled).reshape(n_slices, -1).any(axis=1))
+    for index in changed:
+        if should_cancel is not None and should_cancel():
+            return
+        yield SliceResult(index=int(index), mask=finished[index], probability=None, done=n_slices,
+                          total=n_slices, revised=True)
+
+
 def propose_volume(proposer: Proposer, volume: Volume, first_slice: int | None = None,
                    should_cancel: Callable[[], bool] | None = None,
                    on_progress: Callable[[SliceResult], None] | None = None,
                    keep_probabilities: bool = True) -> Proposal:
-    """Run ``proposer`` over every slice (or until cancelled) and gather a :class:`Proposal`."""
+    """Run ``proposer`` over every slice (or until cancelled) and gather a :class:`Proposal`.
+
+    The mask is the proposer's whole proposal (3D clean-up included); ``on_progress`` is called
+    once per slice computed (not for the clean-up's revisions).
+    """
     mask = np.zeros(volume.shape, dtype=np.uint8)
     probabilities = np.zeros(volume.shape, dtype=np.float32) if keep_probabilities else None
     done: list[int] = []
@@ -78,6 +119,8 @@ def propose_volume(proposer: Proposer, volume: Volume, first_slice: int | None =
         mask[result.index] = result.mask
         if probabilities is not None and result.probability is not None:
             probabilities[result.index] = result.probability
+        if result.revised:
+            continue
         done.append(result.index)
         if on_progress is not None:
             on_progress(result)

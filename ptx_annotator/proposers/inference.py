@@ -34,11 +34,13 @@ import numpy as np
 from ptx_annotator.errors import CheckpointError, PtxError
 from ptx_annotator.proposers.postprocess import PostprocessParams, postprocess_mask
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, hu_to_unit
-from ptx_annotator.proposers.contract import SliceResult, slice_order
+from ptx_annotator.proposers.contract import SliceResult, finish_after_last_slice, slice_order
 from ptx_annotator.volume import Volume
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("cpu", "cuda")
+#: What :meth:`ModelProposer.finish_volume` does, recorded with every proposal.
+VOLUME_POSTPROCESS = "3D components below min_component_mm3 dropped after all slices"
 #: Share of first-slice pixels on which bf16 and fp32 masks must agree for auto bf16 on CPU.
 BF16_MIN_AGREEMENT = 0.999
 
@@ -181,11 +183,20 @@ class ModelProposer:
             "batch_size": self.batch_size,
             "batchnorm_folded": self.fused,
             "postprocess": self.postprocess.to_json(),
+            "volume_postprocess": VOLUME_POSTPROCESS,
         }
 
     def iter_slices(self, volume: Volume, first_slice: int | None = None,
                     should_cancel: Callable[[], bool] | None = None) -> Iterator[SliceResult]:
-        """Yield one :class:`SliceResult` per slice, ``first_slice`` first; stop when cancelled."""
+        """Yield one :class:`SliceResult` per slice, ``first_slice`` first; stop when cancelled.
+
+        After the last slice, the slices the 3D clean-up (:meth:`finish_volume`) changed come again
+        (``revised=True``): the generator is the whole proposal.
+        """
+        slices = self._slices(volume, first_slice, should_cancel)
+        return finish_after_last_slice(slices, volume, self.finish_volume, should_cancel)
+
+    def _slices(self, volume: Volume, first_slice: int | None, should_cancel) -> Iterator[SliceResult]:
         n_slices = volume.shape[0]
         order = slice_order(n_slices, first_slice)
         batches = [order[:1]] + [order[i:i + self.batch_size] for i in range(1, n_slices, self.batch_size)]
@@ -201,6 +212,10 @@ class ModelProposer:
                 done += 1
                 mask = self.postprocess.apply_slice(probability, spacing_yx, hu=volume.hu[index])
                 yield SliceResult(index=index, mask=mask, probability=probability, done=done, total=n_slices)
+
+    def finish_volume(self, mask: np.ndarray, volume: Volume) -> np.ndarray:
+        """The 3D clean-up of the assembled mask, run at the end of :meth:`iter_slices`."""
+        return self.postprocess_volume(mask, volume.spacing)
 
     def postprocess_volume(self, mask: np.ndarray, spacing_zyx) -> np.ndarray:
         """The 3D clean-up of an assembled mask: drop components below ``min_component_mm3``."""
@@ -280,5 +295,6 @@ def volume_probabilities(proposer: ModelProposer, volume: Volume, first_slice: i
     """All slices' probabilities as one float32 ``(z, y, x)`` array (for tests and scripts)."""
     out = np.zeros(volume.shape, dtype=np.float32)
     for result in proposer.iter_slices(volume, first_slice):
-        out[result.index] = result.probability
+        if not result.revised:
+            out[result.index] = result.probability
     return out
