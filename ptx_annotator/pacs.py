@@ -200,6 +200,49 @@ def _seg_cache_base() -> Path:
     return cache_root()
 
 
+# -- opening a study URL ---------------------------------------------------------------------
+
+@dataclass
+class OpenedStudy:
+    """A study URL resolved to its local CT series folder and its user store."""
+
+    ref: StudyRef
+    folder: Path
+    series_uid: str
+    store_dir: Path
+    retrieved: bool
+    notes: list
+
+
+def open_study_url(url: str, *, auth: str | None = None, store_dir=None, readers=None,
+                   pull: bool = True) -> OpenedStudy:
+    """Resolve a DICOMweb study URL: the cached CT series (retrieved once), the user store
+    (``store_dir`` or the server's default) and, with ``pull``, the readers' current SEGs pulled
+    into that store (``readers`` limits whose). Offline, the cached study still opens (a note says
+    the server's SEGs were not checked)."""
+    from ptx_annotator.io import load_volume
+    from ptx_annotator.io.dicomweb import DicomWebError, default_store_dir, parse_study_url
+    from ptx_annotator.io.dicomweb_cache import open_cached_or_retrieve
+    from ptx_annotator.review.store import AnnotationStore
+
+    ref = parse_study_url(url)
+    cached = open_cached_or_retrieve(ref, auth)
+    store_dir = Path(store_dir) if store_dir else default_store_dir(ref.server)
+    notes = [f"retrieved {ref.where()} into {cached.folder}"] if cached.retrieved else []
+    if pull:
+        store = AnnotationStore(store_dir)
+        try:
+            connection = Connection(ref.server, auth, what=ref.study_uid)
+            notes += pull_reader_segs(connection, ref, cached.series_uid, lambda: load_volume(cached.folder),
+                                      store, readers)
+        except DicomWebError as exc:
+            notes.append(f"readers' SEGs on the server were not checked ({exc}); working from the local cache "
+                         "and store")
+        finally:
+            store.close()
+    return OpenedStudy(ref, cached.folder, cached.series_uid, store_dir, cached.retrieved, notes)
+
+
 # -- worklist -------------------------------------------------------------------------------
 
 def worklist(server: str, store_dir=None, auth: str | None = None) -> list[dict]:

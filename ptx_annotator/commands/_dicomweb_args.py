@@ -5,7 +5,7 @@ an ``http(s)://.../studies/<UID>`` URL is replaced by its complete cached CT ser
 (retrieved first when needed, see :mod:`ptx_annotator.io.dicomweb_cache`), and ``--store``
 defaults to the server's user store folder, so every command then works as on a local folder.
 Commands that read readers' masks also pull each reader's current SEG from the server into
-that store (:func:`ptx_annotator.pacs.pull_reader_segs`); offline, the cached study still opens.
+that store (:func:`ptx_annotator.pacs.open_study_url`); offline, the cached study still opens.
 """
 
 from __future__ import annotations
@@ -32,61 +32,44 @@ def add_auth_argument(parser) -> None:
 def resolve_study_urls(args, log=None):
     """Replace DICOMweb study URLs in ``args`` by local cached series folders (see the module doc)."""
     from ptx_annotator.errors import PtxError
-    from ptx_annotator.io.dicomweb import default_store_dir, is_dicomweb_url, parse_study_url
-    from ptx_annotator.io.dicomweb_cache import open_cached_or_retrieve
+    from ptx_annotator.io.dicomweb import is_dicomweb_url, parse_study_url
+    from ptx_annotator.pacs import open_study_url
 
     if getattr(args, "command", None) in OWN_COMMANDS:
         return args
     log = log or (lambda line: print(line, file=sys.stderr))
-    auth = getattr(args, "dicomweb_auth", None)
-    resolved, local = [], 0
-
-    def resolve(value):
-        nonlocal local
-        if not is_dicomweb_url(value):
-            local += value is not None
-            return value
-        cached = open_cached_or_retrieve(parse_study_url(value), auth)
-        resolved.append(cached)
-        if cached.retrieved:
-            log(f"retrieved {cached.ref.where()} into {cached.folder}")
-        return str(cached.folder)
-
+    urls = [value for name in SINGLE_STUDY_ATTRIBUTES if is_dicomweb_url(getattr(args, name, None))
+            for value in [getattr(args, name)]]
+    urls += [value for name in LIST_STUDY_ATTRIBUTES for value in (getattr(args, name, None) or [])
+             if is_dicomweb_url(value)]
+    if not urls:
+        return args
+    servers = sorted({parse_study_url(url).server for url in urls})
+    local = [value for name in SINGLE_STUDY_ATTRIBUTES + LIST_STUDY_ATTRIBUTES
+             for value in _values(getattr(args, name, None)) if not is_dicomweb_url(value)]
+    if hasattr(args, "store") and args.store is None and (len(servers) > 1 or local):
+        raise PtxError("The studies come from more than one place (DICOMweb servers "
+                       f"{', '.join(servers)}{' and local folders' if local else ''}): give one --store DIR.")
+    readers = getattr(args, "annotators", None) or ([args.annotator] if getattr(args, "annotator", None) else None)
+    opened = {}
+    for url in urls:
+        opened[url] = open_study_url(url, auth=getattr(args, "dicomweb_auth", None),
+                                     store_dir=getattr(args, "store", None), readers=readers,
+                                     pull=args.command in PULL_COMMANDS and hasattr(args, "store"))
+        for note in opened[url].notes:
+            log(note if note.startswith("retrieved") else f"note: {note}")
     for name in SINGLE_STUDY_ATTRIBUTES:
-        if hasattr(args, name):
-            setattr(args, name, resolve(getattr(args, name)))
+        if getattr(args, name, None) in opened:
+            setattr(args, name, str(opened[getattr(args, name)].folder))
     for name in LIST_STUDY_ATTRIBUTES:
         if isinstance(getattr(args, name, None), list):
-            setattr(args, name, [resolve(value) for value in getattr(args, name)])
-    if not resolved:
-        return args
-    servers = sorted({cached.ref.server for cached in resolved})
+            setattr(args, name, [str(opened[v].folder) if v in opened else v for v in getattr(args, name)])
     if hasattr(args, "store") and args.store is None:
-        if len(servers) > 1 or local:
-            raise PtxError("The studies come from more than one place (DICOMweb servers "
-                           f"{', '.join(servers)}{' and local folders' if local else ''}): give one --store DIR.")
-        args.store = str(default_store_dir(servers[0]))
-    if args.command in PULL_COMMANDS and getattr(args, "store", None):
-        for cached in resolved:
-            _pull(cached, args, auth, log)
+        args.store = str(next(iter(opened.values())).store_dir)
     return args
 
 
-def _pull(cached, args, auth, log) -> None:
-    from ptx_annotator.io import load_volume
-    from ptx_annotator.io.dicomweb import Connection, DicomWebError
-    from ptx_annotator.pacs import pull_reader_segs
-    from ptx_annotator.review.store import AnnotationStore
-
-    readers = getattr(args, "annotators", None) or ([args.annotator] if getattr(args, "annotator", None) else None)
-    store = AnnotationStore(args.store)
-    try:
-        connection = Connection(cached.ref.server, auth, what=cached.ref.study_uid)
-        notes = pull_reader_segs(connection, cached.ref, cached.series_uid, lambda: load_volume(cached.folder),
-                                 store, readers)
-    except DicomWebError as exc:
-        notes = [f"readers' SEGs on the server were not checked ({exc}); working from the local cache and store"]
-    finally:
-        store.close()
-    for note in notes:
-        log(f"note: {note}")
+def _values(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]

@@ -266,28 +266,35 @@ def split_multipart(content_type: str, chunks):
         raise ValueError(f"expected a multipart/related answer, got '{content_type or 'no content type'}'")
     delimiter = b"\r\n--" + boundary
     buffer = bytearray(b"\r\n")  # so the first boundary is found like the others
+    consumed = 0  # bytes of ``buffer`` already handed out
     started = closed = False
     for chunk in chunks:
+        search_from = max(consumed, len(buffer) - len(delimiter) - 2)  # a boundary may straddle chunks
         buffer += chunk
         while not closed:
-            at = buffer.find(delimiter)
+            at = buffer.find(delimiter, search_from)
             end = at + len(delimiter)
             if at < 0 or len(buffer) < end + 2:  # no boundary yet, or too little to tell a closing one
                 break
             if started:
-                yield _part_body(bytes(buffer[:at]))
+                yield _part_body(buffer, consumed, at)
             started = True
             closed = buffer[end:end + 2] == b"--"
-            del buffer[:end]
+            consumed = search_from = end
+        if consumed > len(buffer) // 2:  # drop what was handed out, now and then (not per part)
+            del buffer[:consumed]
+            consumed = 0
     if not closed:
         raise ValueError("the answer stopped before the end of the series (interrupted transfer)")
 
 
-def _part_body(part: bytes) -> bytes:
-    header_end = part.find(b"\r\n\r\n")
+def _part_body(buffer: bytearray, start: int, stop: int) -> bytes:
+    """The body of the part ``buffer[start:stop]`` (after its headers), copied once."""
+    header_end = buffer.find(b"\r\n\r\n", start, stop)
     if header_end < 0:
         raise ValueError("a multipart part has no header")
-    return part[header_end + 4:]
+    with memoryview(buffer) as view:
+        return bytes(view[header_end + 4:stop])
 
 
 def _reason(exc) -> str:

@@ -7,8 +7,9 @@ Layout under :func:`~ptx_annotator.io.dicomweb.cache_root` (``$PTX_CACHE_DIR/dic
     <server>/<StudyInstanceUID>/study.json                                 which series is the study's CT
     <server>/<StudyInstanceUID>/seg/<SOPInstanceUID>.dcm                   readers' SEGs (atomic files)
 
-A series is retrieved into a private ``.partial-*`` folder (every file fsynced) and renamed into
-place in one step, so a half-retrieved series never appears complete: an interrupted transfer
+A series is retrieved into a private ``.partial-*`` folder (every instance fsynced) and renamed
+into place in one step, so a half-retrieved series never appears complete (a series counts as
+complete only when its marker lists its instances and every one is present): an interrupted transfer
 leaves at most a partial folder, which the next retrieval removes. Reopening a cached study needs
 no network at all.
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
-from ptx_annotator.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
+from ptx_annotator.atomic import write_bytes_atomic
 from ptx_annotator.io.dicomweb import Connection, DicomWebError, StudyRef, cache_root, server_key
 
 COMPLETE = ".complete.json"  # hidden: the DICOM discovery skips it
@@ -32,6 +33,8 @@ STUDY_FILE = "study.json"
 #: A series counts as axial when its slice normal is within 30 degrees of the patient's
 #: head-foot axis: CT gantry tilt goes up to 30 degrees, reformats are at 90.
 AXIAL_MIN_COSINE = math.cos(math.radians(30))
+#: Threads writing and fsyncing instances while the transfer goes on.
+WRITER_THREADS = 8
 
 
 @dataclass
@@ -54,7 +57,20 @@ def seg_folder(ref: StudyRef) -> Path:
 
 
 def _complete(folder: Path) -> bool:
-    return (folder / COMPLETE).is_file()
+    """True when the folder's marker lists its instances and every one of them is there."""
+    try:
+        listed = json.loads((folder / COMPLETE).read_text())["instances"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    present = {entry.name for entry in os.scandir(folder)}
+    return bool(listed) and all(f"{uid}.dcm" in present for uid in listed)
+
+
+def _write_pointer(path: Path, payload: dict) -> None:
+    """Replace a small JSON file in one rename (no fsync: a lost or torn pointer only means a re-query)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(payload))
+    os.replace(temporary, path)
 
 
 def cached_ct(ref: StudyRef) -> Path | None:
@@ -82,7 +98,7 @@ def open_cached_or_retrieve(ref: StudyRef, auth: str | None = None) -> CachedStu
     for candidate in candidates:
         folder = retrieve_series(connection, ref, candidate["series_uid"], candidate["instances"])
         if folder is not None:
-            write_json_atomic(study_folder(ref) / STUDY_FILE, {"ct_series": candidate["series_uid"]})
+            _write_pointer(study_folder(ref) / STUDY_FILE, {"ct_series": candidate["series_uid"]})
             return CachedStudy(ref, candidate["series_uid"], folder, retrieved=True)
         refused.append(candidate["series_uid"])
     raise DicomWebError(f"{ref.where()}: no axial CT series (CT series {', '.join(refused)} are not axial); "
@@ -108,60 +124,89 @@ def ct_candidates(series: list[dict], ref: StudyRef) -> list[dict]:
 
 
 def retrieve_series(connection: Connection, ref: StudyRef, series_uid: str, expected: int) -> Path | None:
-    """Retrieve a series into the cache; None (nothing kept) when its first slice is not axial."""
+    """Retrieve a series into the cache; None (nothing kept) when its first slice is not axial.
+
+    Parts are written, fsynced and named by their SOPInstanceUID in worker threads while the
+    transfer goes on (an fsync waits for the disk; several overlap), then published at once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     final = study_folder(ref) / series_uid
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(final.parent, series_uid)
     partial = Path(tempfile.mkdtemp(prefix=f".partial-{series_uid}-{os.getpid()}-", dir=final.parent))
     try:
-        written = []
-        for body in connection.iter_series_parts(ref.study_uid, series_uid):
-            sop_uid, axial = _identify(body, ref)
-            if not written and not axial:
-                return None
-            path = partial / f"{sop_uid}.dcm"
-            with open(path, "wb") as handle:
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            written.append(sop_uid)
+        with ThreadPoolExecutor(max_workers=WRITER_THREADS) as pool:
+            pending = []
+            for index, body in enumerate(connection.iter_series_parts(ref.study_uid, series_uid)):
+                if index == 0 and not _is_axial(body, ref):
+                    return None
+                pending.append(pool.submit(_write_instance, partial, index, body, ref))
+            written = [future.result() for future in pending]
+        if len(set(written)) != len(written):
+            raise DicomWebError(f"{ref.where()}: series {series_uid} holds the same SOPInstanceUID twice.")
         if expected and len(written) != expected:
             raise DicomWebError(f"{ref.where()}: series {series_uid} arrived with {len(written)} of {expected} "
                                 "instances; nothing was cached, try again.")
-        write_json_atomic(partial / COMPLETE, {"server": ref.server, "study_uid": ref.study_uid,
-                                               "series_uid": series_uid, "instances": sorted(written)})
-        fsync_dir(partial)
+        # The folder is private until renamed; the instances are fsynced, and a marker or names lost
+        # in a crash only make the series incomplete again (:func:`_complete` checks every file).
+        (partial / COMPLETE).write_text(json.dumps({"server": ref.server, "study_uid": ref.study_uid,
+                                                    "series_uid": series_uid, "instances": sorted(written)}))
         try:
             os.rename(partial, final)
         except OSError:
             if not _complete(final):  # another process published it first, else a real failure
                 raise
-        fsync_dir(final.parent)
         return final
     except DicomWebError as exc:
-        raise DicomWebError(f"{exc} (nothing was cached)" if "cached" not in str(exc) else str(exc)) from None
+        raise DicomWebError(str(exc) if "cached" in str(exc) else f"{exc} (nothing was cached)") from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _identify(body: bytes, ref: StudyRef) -> tuple[str, bool]:
-    """(SOPInstanceUID, is the slice axial) of one instance, from its header only."""
+def _write_instance(folder: Path, index: int, body: bytes, ref: StudyRef) -> str:
+    """Write one instance durably and name it by its SOPInstanceUID; returns the UID."""
+    temporary = folder / f".part-{index:06d}"
+    with open(temporary, "wb") as handle:
+        handle.write(body)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        sop_uid = _sop_uid(body)
+    except Exception as exc:  # noqa: BLE001 - a damaged part of any kind
+        raise DicomWebError(f"{ref.where()}: the server sent an instance that is not DICOM ({exc}).") from None
+    if not sop_uid:
+        raise DicomWebError(f"{ref.where()}: the server sent an instance without a SOPInstanceUID.")
+    if not sop_uid.replace(".", "").isdigit():
+        raise DicomWebError(f"{ref.where()}: the server sent an instance with an invalid SOPInstanceUID.")
+    os.rename(temporary, folder / f"{sop_uid}.dcm")
+    return sop_uid
+
+
+def _sop_uid(body: bytes) -> str | None:
+    """The dataset's SOPInstanceUID, read no further than that attribute (0008,0018)."""
+    from pydicom.filereader import read_partial
+
+    dataset = read_partial(BytesIO(body), stop_when=lambda tag, vr, length: tag > 0x00080018, force=True)
+    value = dataset.get("SOPInstanceUID")
+    return str(value) if value else None
+
+
+def _is_axial(body: bytes, ref: StudyRef) -> bool:
+    """Whether the slice normal of one instance runs head-foot (within :data:`AXIAL_MIN_COSINE`)."""
     import numpy as np
     import pydicom
 
     try:
         ds = pydicom.dcmread(BytesIO(body), stop_before_pixels=True, force=True,
-                             specific_tags=["SOPInstanceUID", "ImageOrientationPatient"])
-        sop_uid = str(ds.SOPInstanceUID)
+                             specific_tags=["ImageOrientationPatient"])
     except Exception as exc:  # noqa: BLE001 - a damaged part of any kind
         raise DicomWebError(f"{ref.where()}: the server sent an instance that is not DICOM ({exc}).") from None
-    if not sop_uid.replace(".", "").isdigit():
-        raise DicomWebError(f"{ref.where()}: the server sent an instance with an invalid SOPInstanceUID.")
     orientation = getattr(ds, "ImageOrientationPatient", None)
     if orientation is None or len(orientation) != 6:
-        return sop_uid, True  # the loader reports a missing orientation itself
+        return True  # the loader reports a missing orientation itself
     normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
-    return sop_uid, abs(normal[2]) >= AXIAL_MIN_COSINE * np.linalg.norm(normal)
+    return bool(abs(normal[2]) >= AXIAL_MIN_COSINE * np.linalg.norm(normal))
 
 
 def _remove_stale_partials(parent: Path, series_uid: str) -> None:

@@ -18,19 +18,23 @@ from scipy import ndimage as ndi
 
 from ptx_annotator.anatomy import ThoraxAnatomy, segment_thorax
 from ptx_annotator.geometry import bounding_box
+from ptx_annotator.synthetic.shape import (LOCATIONS, RIM_EXTENTS, adhesion_patches, nondependent_direction,  # noqa: F401
+                                           normalised_along, patient_coordinates, rim_region, thickness_weight)
 from ptx_annotator.volume import Volume
 
 #: Fraction tolerance: the achieved fraction is within this (absolute) of the requested one.
 FRACTION_TOLERANCE = 0.01
 #: HU of the visceral pleural line at the collapsed lung's edge (partial volume of a thin membrane).
 PLEURAL_LINE_HU = -150.0
-#: Smoothing (mm) of the seed-dependent irregularity of the pneumothorax thickness.
-IRREGULARITY_MM = 25.0
+#: HU of serous pleural fluid (hydropneumothorax).
+FLUID_HU = 15.0
 #: Compressed parenchyma is not made denser than this (HU).
 MAX_COMPRESSED_HU = -200.0
 
 #: Air thinner than this (mm) is not laid down: no hairline rims along the dependent chest wall.
 MIN_THICKNESS_MM = 2.0
+#: Pleural air pockets smaller than this (mL) are not laid down (specks between hilar vessels).
+MIN_POCKET_ML = 0.2
 #: Concavities of the hemithorax narrower than this (mm, at the hila) do not count as chest wall.
 POCKET_MM = 10.0
 
@@ -47,7 +51,7 @@ class SimulatedPneumothorax:
     volume : Volume
         New HU on the same grid and geometry as the source.
     mask : ndarray of uint8, shape (z, y, x)
-        1 where pleural air was inserted.
+        1 where pleural air was inserted (the air only: pleural fluid is not in it).
     side : str
         'right' or 'left' (patient side).
     fraction_achieved : float
@@ -56,6 +60,10 @@ class SimulatedPneumothorax:
         Pneumothorax volume in mL.
     air_hu : tuple of float
         Mean and noise SD (HU) used for the pleural air.
+    fluid_mask : ndarray of uint8 or None
+        Pleural fluid of a hydropneumothorax (dependent, below the air-fluid level).
+    options : dict
+        Every option the simulation used (seeded and recorded: same options, same result).
     """
 
     volume: Volume
@@ -66,11 +74,15 @@ class SimulatedPneumothorax:
     fraction_requested: float = 0.0
     air_hu: tuple[float, float] = (-1000.0, 0.0)
     seed: int = 0
+    fluid_mask: np.ndarray | None = None
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float = 0.2, seed: int = 0,
                           anterior_bias: float = 0.9, apical_bias: float = 0.6,
-                          anatomy: ThoraxAnatomy | None = None) -> SimulatedPneumothorax:
+                          anatomy: ThoraxAnatomy | None = None, location: str = "anterior",
+                          rim_mm: float | None = None, rim_extent: str = "surface", adhesions: float = 0.0,
+                          fluid_share: float = 0.0) -> SimulatedPneumothorax:
     """Insert a pneumothorax of ``fraction`` of the ``side`` hemithorax into ``volume``.
 
     Parameters
@@ -80,22 +92,41 @@ def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float =
     side : {'right', 'left'}
         Patient side.
     fraction : float
-        Requested pneumothorax volume / hemithorax volume, in (0, 0.9].
+        Requested pleural space (air, and fluid when ``fluid_share`` > 0) / hemithorax volume,
+        in (0, 0.9]. Ignored for a thin rim (``rim_mm``).
     seed : int
         Seeds the shape irregularity and the air noise: same seed, same result.
     anterior_bias, apical_bias : float in [0, 1]
-        How strongly the air gathers on the non-dependent side (anterior when supine) and at
-        the apex; 0 gives an even rim along the whole chest wall.
+        How strongly the air gathers towards ``location`` (anterior: the non-dependent side) and
+        at the apex; 0 gives an even rim along the whole chest wall.
     anatomy : ThoraxAnatomy, optional
         Reuse a segmentation of ``volume``.
+    location : str
+        One of :data:`ptx_annotator.synthetic.shape.LOCATIONS`: where the air gathers.
+    rim_mm : float, optional
+        A thin rim instead of a fraction: this many mm of air (1-3 mm is the occult kind) over
+        ``rim_extent`` — the whole surface facing ``location``, or only the apex.
+    adhesions : float in [0, 0.7]
+        Share of the wall where adhesions hold the lung (a loculated pneumothorax: the air lies
+        in separate pockets between them).
+    fluid_share : float in [0, 0.7]
+        Hydropneumothorax: this share of the pleural space, the dependent part below one
+        horizontal air-fluid level, is fluid (HU of serous fluid) instead of air.
     """
     if side not in ("right", "left"):
         raise ValueError(f"side must be 'right' or 'left' (patient side), not {side!r}")
-    if not 0 < fraction <= 0.9:
+    if rim_mm is None and not 0 < fraction <= 0.9:
         raise ValueError(f"fraction must be in (0, 0.9] of the hemithorax, not {fraction}")
-    for name, bias in (("anterior_bias", anterior_bias), ("apical_bias", apical_bias)):
-        if not 0 <= bias <= 1:
-            raise ValueError(f"{name} must be in [0, 1], not {bias}")
+    if rim_mm is not None and not 0.5 <= rim_mm <= 20:
+        raise ValueError(f"rim_mm must be in [0.5, 20] mm, not {rim_mm}")
+    for name, value, high in (("anterior_bias", anterior_bias, 1), ("apical_bias", apical_bias, 1),
+                              ("adhesions", adhesions, 0.7), ("fluid_share", fluid_share, 0.7)):
+        if not 0 <= value <= high:
+            raise ValueError(f"{name} must be in [0, {high}], not {value}")
+    if rim_extent not in RIM_EXTENTS:
+        raise ValueError(f"rim_extent must be one of {', '.join(RIM_EXTENTS)}, not {rim_extent!r}")
+    if location not in LOCATIONS:
+        raise ValueError(f"location must be one of {', '.join(LOCATIONS)}, not {location!r}")
     anatomy = anatomy or segment_thorax(volume)
     hemithorax = anatomy.hemithorax(side)
     if hemithorax.sum() * volume.voxel_volume_ml < 100:
@@ -110,19 +141,37 @@ def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float =
     hemi = hemithorax[box]
     spacing = np.asarray(volume.spacing, dtype=float)
     cavity = _close_in_plane(hemi, POCKET_MM / spacing[1])  # hilar pockets are not chest wall
-    depth = ndi.distance_transform_edt(np.pad(cavity, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    weight = _thickness_weight(volume, hemi, box, anterior_bias, apical_bias, rng)
+    weight = thickness_weight(volume, hemi, box, side, location, anterior_bias, apical_bias, rng)
+    if adhesions > 0:  # an adhesion holds the lung at a patch of the wall: every voxel whose nearest wall is there
+        depth, nearest = ndi.distance_transform_edt(np.pad(cavity, 1), sampling=spacing, return_indices=True)
+        patches = np.pad(adhesion_patches(hemi.shape, spacing, adhesions, rng), 1)
+        held = patches[tuple(nearest)][1:-1, 1:-1, 1:-1]
+        depth = depth[1:-1, 1:-1, 1:-1]
+        del nearest, patches
+    else:
+        depth = ndi.distance_transform_edt(np.pad(cavity, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+        held = np.zeros(hemi.shape, dtype=bool)
 
-    inside = (depth[hemi] + MIN_THICKNESS_MM) / weight[hemi]
-    threshold = float(np.quantile(inside, fraction))
-    thickness = threshold * weight - MIN_THICKNESS_MM
-    ptx = hemi & (depth < thickness)
+    if rim_mm is not None:  # a thin rim of even thickness (+-20 %) over its region
+        region = rim_region(volume, hemi, box, side, location, rim_extent) & ~held
+        thickness = np.where(region, rim_mm * np.clip(weight / max(float(np.median(weight[hemi])), 1e-3),
+                                                       0.8, 1.2), 0.0).astype(np.float32)
+    else:
+        weight = np.where(held, 0.0, weight).astype(np.float32)
+        inside = (depth[hemi] + MIN_THICKNESS_MM) / np.maximum(weight[hemi], 1e-6)
+        threshold = float(np.quantile(inside, fraction))
+        thickness = threshold * weight - MIN_THICKNESS_MM
+    space = _drop_specks(hemi & (depth < thickness), volume.voxel_volume_ml)
+    fluid = _dependent_part(volume, box, space, fluid_share)
+    ptx = space & ~fluid
 
     hu = np.array(volume.hu, copy=True)
-    new_box = _collapse_lung(volume, anatomy, side, box, hemi, ptx, depth, thickness)
+    new_box = _collapse_lung(volume, anatomy, side, box, hemi, space, depth, thickness)
     air = air_mean + air_sd * _correlated_noise(rng, ptx.shape)
     new_box = np.where(ptx, air, new_box)
-    line = _pleural_line(hemi & ~ptx, ptx)
+    if fluid.any():
+        new_box = np.where(fluid, FLUID_HU + air_sd * _correlated_noise(rng, ptx.shape), new_box)
+    line = _pleural_line(hemi & ~space, ptx)
     new_box[line] = np.maximum(new_box[line], PLEURAL_LINE_HU + air_sd * rng.standard_normal(int(line.sum())))
     info = np.iinfo(hu.dtype) if hu.dtype.kind in "iu" else None
     low = max(float(volume.hu.min()), info.min if info else -np.inf)
@@ -131,13 +180,42 @@ def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float =
 
     mask = np.zeros(volume.shape, dtype=np.uint8)
     mask[box] = ptx
+    fluid_mask = None
+    if fluid.any():
+        fluid_mask = np.zeros(volume.shape, dtype=np.uint8)
+        fluid_mask[box] = fluid
     achieved = float(ptx.sum() / hemithorax.sum())
+    options = {"side": side, "fraction": None if rim_mm is not None else fraction, "seed": seed,
+               "location": location, "anterior_bias": anterior_bias, "apical_bias": apical_bias,
+               "rim_mm": rim_mm, "rim_extent": rim_extent if rim_mm is not None else None,
+               "adhesions": adhesions, "fluid_share": fluid_share}
+    kind = f"{rim_mm:g} mm rim" if rim_mm is not None else f"{achieved:.0%}"
     new_volume = dataclasses.replace(
-        volume, hu=hu, description=f"{volume.description} + simulated {side} pneumothorax {achieved:.0%}".strip(),
+        volume, hu=hu, description=f"{volume.description} + simulated {side} pneumothorax {kind}".strip(),
         warnings=list(volume.warnings) + [f"Simulated {side} pneumothorax (seed {seed}); not a real finding."])
     return SimulatedPneumothorax(volume=new_volume, mask=mask, side=side, fraction_achieved=achieved,
-                                 volume_ml=float(ptx.sum() * volume.voxel_volume_ml), fraction_requested=fraction,
-                                 air_hu=(air_mean, air_sd), seed=seed)
+                                 volume_ml=float(ptx.sum() * volume.voxel_volume_ml),
+                                 fraction_requested=0.0 if rim_mm is not None else fraction,
+                                 air_hu=(air_mean, air_sd), seed=seed, fluid_mask=fluid_mask, options=options)
+
+
+def _drop_specks(space: np.ndarray, voxel_ml: float) -> np.ndarray:
+    """``space`` without pockets under ``MIN_POCKET_ML`` (26-connected): no air specks at the hilum."""
+    labels, count = ndi.label(space, np.ones((3, 3, 3), dtype=bool))
+    if count <= 1:
+        return space
+    keep = np.bincount(labels.ravel()) * voxel_ml >= MIN_POCKET_ML
+    keep[0] = False
+    return keep[labels]
+
+
+def _dependent_part(volume: Volume, box, space: np.ndarray, share: float) -> np.ndarray:
+    """The dependent ``share`` of ``space`` below one horizontal level (the air-fluid level)."""
+    if share <= 0 or not space.any():
+        return np.zeros(space.shape, dtype=bool)
+    height = normalised_along(patient_coordinates(volume, box), nondependent_direction(volume), space)
+    level = float(np.quantile(height[space], share))
+    return space & (height < level)
 
 
 def estimate_air_noise(volume: Volume, anatomy: ThoraxAnatomy) -> tuple[float, float]:
@@ -161,63 +239,6 @@ def estimate_air_noise(volume: Volume, anatomy: ThoraxAnatomy) -> tuple[float, f
         return -1000.0, 20.0
     q25, median, q75 = np.percentile(values, [25, 50, 75])
     return float(median), max(float(q75 - q25) / 1.349, 1.0)
-
-
-def _patient_coordinates(volume: Volume, box) -> np.ndarray:
-    """LPS mm of every voxel of ``box``, shape (3, z, y, x)."""
-    grids = np.meshgrid(*[np.arange(s.start, s.stop, dtype=np.float32) for s in box], indexing="ij")
-    affine = np.asarray(volume.affine, dtype=np.float32)
-    return np.stack([affine[a, 0] * grids[0] + affine[a, 1] * grids[1] + affine[a, 2] * grids[2] + affine[a, 3]
-                     for a in range(3)])
-
-
-def nondependent_direction(volume: Volume) -> np.ndarray:
-    """Unit LPS vector pointing up (away from the table) from the DICOM PatientPosition."""
-    position = (volume.patient_position or "HFS").upper()
-    if position.endswith("P"):  # prone: the back is up
-        return np.array([0.0, 1.0, 0.0])
-    if position.endswith("DR"):  # right side down: the left is up
-        return np.array([1.0, 0.0, 0.0])
-    if position.endswith("DL"):
-        return np.array([-1.0, 0.0, 0.0])
-    return np.array([0.0, -1.0, 0.0])  # supine (HFS, FFS, unknown): anterior is up
-
-
-def _thickness_weight(volume, hemi, box, anterior_bias, apical_bias, rng) -> np.ndarray:
-    """Relative pleural-air thickness: larger non-dependently and apically, smoothly irregular."""
-    coords = _patient_coordinates(volume, box)
-    up = np.tensordot(nondependent_direction(volume).astype(np.float32), coords, axes=1)
-    superior = coords[2]
-    del coords
-
-    def normalised(values):
-        lo, hi = np.percentile(values[hemi], [1, 99])
-        return np.clip((values - lo) / max(hi - lo, 1e-3), 0, 1)
-
-    weight = (1 - anterior_bias + anterior_bias * normalised(up) ** 2)
-    weight *= (1 - apical_bias + apical_bias * normalised(superior) ** 2)
-    sigma = IRREGULARITY_MM / np.asarray(volume.spacing, dtype=float)
-    coarse = [max(n // 4, 2) for n in hemi.shape]
-    noise = ndi.gaussian_filter(rng.standard_normal(coarse), sigma / 4, mode="wrap")
-    noise = ndi.zoom(noise / max(float(noise.std()), 1e-6), [n / c for n, c in zip(hemi.shape, coarse)], order=1)
-    noise = _fit_shape(noise, hemi.shape)
-    weight *= np.exp(0.25 * noise)
-    return np.maximum(weight, 0.03).astype(np.float32)
-
-
-def _fit_shape(array: np.ndarray, shape) -> np.ndarray:
-    out = np.zeros(shape, dtype=array.dtype)
-    sl = tuple(slice(0, min(a, b)) for a, b in zip(array.shape, shape))
-    out[sl] = array[sl]
-    for axis in range(3):  # repeat the last plane where zoom came out short
-        n = array.shape[axis]
-        if n < shape[axis]:
-            index = [slice(None)] * 3
-            index[axis] = slice(n, None)
-            source = [slice(None)] * 3
-            source[axis] = slice(n - 1, n)
-            out[tuple(index)] = out[tuple(source)]
-    return out
 
 
 def _collapse_lung(volume, anatomy, side, box, hemi, ptx, depth, thickness) -> np.ndarray:

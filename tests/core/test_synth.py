@@ -151,3 +151,181 @@ def test_simulate_cli_refuses_a_bad_fraction(tmp_path, tcia_volume, capsys):
 
     assert main(["simulate", str(tcia_volume.source), str(tmp_path), "--fraction", "1.5"]) == 2
     assert "fraction" in capsys.readouterr().err
+
+
+# --- the simulator's variety: each option produces what it claims -------------------------------
+
+def _depth_in(region, spacing):
+    """3D distance (mm) of each voxel of ``region`` to the nearest voxel outside it."""
+    from scipy import ndimage as ndi
+
+    return ndi.distance_transform_edt(np.pad(region, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+
+
+@pytest.mark.parametrize("extent", ["surface", "apex"])
+def test_a_thin_rim_is_thin_and_lies_where_asked(tcia_volume, anatomy, extent):
+    rim = simulate_pneumothorax(tcia_volume, "right", rim_mm=2.0, rim_extent=extent, seed=4, anatomy=anatomy)
+    mask = rim.mask.astype(bool)
+    depth = _depth_in(anatomy.hemithorax_right, tcia_volume.spacing)
+    assert rim.options["rim_mm"] == 2.0 and rim.options["rim_extent"] == extent
+    assert 5 < rim.volume_ml < 200 and np.count_nonzero(mask.any(axis=(1, 2))) >= 5
+    assert depth[mask].max() <= 2.0 * 1.2 + 1e-3  # never more than the rim (+20 % irregularity) from the wall
+    assert np.median(rim.volume.hu[mask]) < -950  # air, at the scanner's level
+    superior = np.broadcast_to(patient_axis_coordinate(tcia_volume.affine, mask.shape, 2), mask.shape)
+    posterior = np.broadcast_to(patient_axis_coordinate(tcia_volume.affine, mask.shape, 1), mask.shape)
+    hemi = anatomy.hemithorax_right
+    if extent == "apex":
+        assert superior[mask].min() >= np.percentile(superior[hemi], 60)
+    else:
+        assert posterior[mask].mean() < posterior[hemi].mean() - 20  # the anterior surface
+
+
+@pytest.mark.parametrize("location,axis,sign", [("posterior", 1, 1), ("lateral", 0, -1), ("medial", 0, 1),
+                                                ("basal", 2, -1)])
+def test_each_location_gathers_the_air_there(tcia_volume, anatomy, location, axis, sign):
+    result = simulate_pneumothorax(tcia_volume, "right", 0.1, seed=5, anatomy=anatomy, location=location)
+    mask = result.mask.astype(bool)
+    along = sign * np.broadcast_to(patient_axis_coordinate(tcia_volume.affine, mask.shape, axis), mask.shape)
+    hemi = anatomy.hemithorax_right
+    spread = np.percentile(along[hemi], 95) - np.percentile(along[hemi], 5)
+    assert along[mask].mean() > along[hemi].mean() + 0.1 * spread
+    assert result.options["location"] == location
+
+
+def test_adhesions_split_the_air_into_loculated_pockets(tcia_volume, anatomy):
+    from scipy import ndimage as ndi
+
+    def largest_share(mask):
+        labels, n = ndi.label(mask, np.ones((3, 3, 3)))
+        sizes = np.bincount(labels.ravel())[1:]
+        return sizes.max() / sizes.sum()
+
+    free = simulate_pneumothorax(tcia_volume, "right", 0.1, seed=6, anatomy=anatomy, location="diffuse",
+                                 anterior_bias=0.3)
+    held = simulate_pneumothorax(tcia_volume, "right", 0.1, seed=6, anatomy=anatomy, location="diffuse",
+                                 anterior_bias=0.3, adhesions=0.65)
+    assert largest_share(free.mask) > 0.95  # one free pleural space
+    assert largest_share(held.mask) < 0.8  # pockets between the adhesions
+    assert held.options["adhesions"] == 0.65
+
+
+def test_hydropneumothorax_fluid_lies_dependent_below_one_level(tcia_volume, anatomy):
+    result = simulate_pneumothorax(tcia_volume, "right", 0.25, seed=7, anatomy=anatomy, location="diffuse",
+                                   anterior_bias=0.4, fluid_share=0.4)
+    air, fluid = result.mask.astype(bool), result.fluid_mask.astype(bool)
+    assert fluid.sum() > 0.25 * (air.sum() + fluid.sum()) and not (air & fluid).any()
+    posterior = np.broadcast_to(patient_axis_coordinate(tcia_volume.affine, air.shape, 1), air.shape)
+    assert posterior[fluid].min() >= posterior[air].max() - 2 * tcia_volume.spacing[1]  # supine: fluid is posterior
+    assert -20 < np.median(result.volume.hu[fluid]) < 60 and np.median(result.volume.hu[air]) < -950
+
+
+@pytest.fixture(scope="module")
+def confounded(tcia_volume, anatomy):
+    from ptx_annotator.synthetic.confounders import add_confounder
+
+    cache = {}
+
+    def make(kind, side="right"):
+        if (kind, side) not in cache:
+            cache[kind, side] = add_confounder(tcia_volume, kind, side, seed=8, anatomy=anatomy)
+        return cache[kind, side]
+    return make
+
+
+def test_a_bulla_is_air_enclosed_by_lung(tcia_volume, anatomy, confounded):
+    from scipy import ndimage as ndi
+
+    bulla = confounded("bulla", "left")
+    mask = bulla.mask.astype(bool)
+    assert bulla.volume_ml > 2 and np.median(bulla.volume.hu[mask]) < -950
+    ring = ndi.binary_dilation(mask, iterations=3) & ~ndi.binary_dilation(mask)
+    assert np.mean(anatomy.lung_left[ring]) > 0.95  # lung on every side
+    assert _depth_in(anatomy.hemithorax_left, tcia_volume.spacing)[mask].min() > 3.0  # away from the wall
+
+
+def test_a_subpleural_bleb_touches_the_chest_wall(tcia_volume, anatomy, confounded):
+    bleb = confounded("subpleural_bleb")
+    mask = bleb.mask.astype(bool)
+    depth = _depth_in(anatomy.hemithorax_right, tcia_volume.spacing)
+    assert bleb.volume_ml > 0.5 and np.all(anatomy.hemithorax_right[mask])
+    assert depth[mask].min() <= 1.5 * tcia_volume.spacing[1]
+
+
+@pytest.mark.parametrize("kind", ["subcutaneous_emphysema", "pneumomediastinum", "oesophageal_gas", "bowel_gas"])
+def test_extrapleural_air_stays_out_of_the_pleural_cavities(tcia_volume, anatomy, confounded, kind):
+    result = confounded(kind)
+    mask = result.mask.astype(bool)
+    assert result.volume_ml > 1 and np.median(result.volume.hu[mask]) < -900
+    assert not (mask & anatomy.hemithoraces).any() and np.all(anatomy.body[mask])
+    left_mm = np.broadcast_to(left_coordinate(tcia_volume.affine, mask.shape), mask.shape)
+    superior = np.broadcast_to(patient_axis_coordinate(tcia_volume.affine, mask.shape, 2), mask.shape)
+    if kind == "subcutaneous_emphysema":
+        assert left_mm[mask].max() < left_mm[anatomy.body].mean() + 1  # on the right
+    if kind == "pneumomediastinum":
+        assert abs(left_mm[mask].mean() - left_mm[anatomy.body].mean()) < 40  # between the lungs
+    if kind == "bowel_gas":  # at or below the lung base
+        assert superior[mask].mean() < np.percentile(superior[anatomy.lung_right], 10)
+
+
+def test_emphysema_lowers_the_lung_not_the_wall(tcia_volume, anatomy, confounded):
+    result = confounded("emphysema")
+    mask = result.mask.astype(bool)
+    assert np.all(anatomy.lungs[mask]) and result.volume_ml > 50
+    assert np.median(result.volume.hu[mask]) < -930  # low attenuation, a little above pure air
+    assert np.mean(result.volume.hu[mask]) < np.mean(tcia_volume.hu[mask]) - 50
+    assert np.array_equal(result.volume.hu[~anatomy.lungs], tcia_volume.hu[~anatomy.lungs])
+
+
+def test_a_case_spec_replays_exactly_and_records_bilateral_and_protocol(tcia_volume, anatomy):
+    from ptx_annotator.synthetic.cases import simulate_case
+
+    spec = {"pneumothorax": [{"side": "right", "fraction": 0.05, "seed": 1},
+                             {"side": "left", "rim_mm": 2.0, "rim_extent": "apex", "seed": 2}],
+            "confounders": [{"kind": "subcutaneous_emphysema", "side": "left", "seed": 3}],
+            "acquisition": {"slice_mm": 8.0, "noise_hu": 40.0, "kernel": "sharp", "seed": 4}}
+    case = simulate_case(tcia_volume, spec, anatomy=anatomy)
+    again = simulate_case(tcia_volume, spec, anatomy=anatomy)
+    assert np.array_equal(case.volume.hu, again.volume.hu) and np.array_equal(case.mask, again.mask)
+    assert case.volume.spacing[0] == 8.0 and case.volume.shape[0] == int((tcia_volume.shape[0] - 1) * 5 // 8) + 1
+    assert case.volume.voxel_volume_ml == pytest.approx(tcia_volume.voxel_volume_ml * 8 / 5)
+    left_mm = np.broadcast_to(left_coordinate(case.volume.affine, case.mask.shape), case.mask.shape)
+    mask = case.mask.astype(bool)
+    assert (left_mm[mask] < 0).any() and (left_mm[mask] > 0).any() or len(np.unique(left_mm[mask] > 0)) == 2
+    before = sum(r["volume_ml"] for r in case.records if "pneumothorax" in r)
+    assert case.volume_ml == pytest.approx(before, rel=0.3)  # 8 mm partial volume keeps the truth's size
+    assert [list(r)[0] for r in case.records] == ["pneumothorax", "pneumothorax", "confounder", "acquisition"]
+    assert not (mask & case.confounder_mask.astype(bool)).any()
+
+
+def test_kernel_and_noise_change_what_they_should(tcia_volume):
+    from ptx_annotator.synthetic.acquisition import reacquire
+
+    def edges(hu):
+        return float(np.mean(np.abs(np.diff(hu[32].astype(np.float32), axis=1))))
+
+    smooth, _ = reacquire(tcia_volume, kernel="smooth")
+    sharp, _ = reacquire(tcia_volume, kernel="sharp")
+    noisy, _ = reacquire(tcia_volume, noise_hu=60.0, seed=1)
+    assert edges(smooth.hu) < edges(tcia_volume.hu) < edges(sharp.hu)
+    body = tcia_volume.hu[32, 250:260, 250:260].astype(np.float32)  # inside the heart: soft tissue
+    assert np.std(noisy.hu[32, 250:260, 250:260].astype(np.float32) - body) == pytest.approx(60, rel=0.25)
+    with pytest.raises(ValueError, match="slice_mm"):
+        reacquire(tcia_volume, slice_mm=12.0)
+
+
+def test_simulate_cli_confounders_only_and_refusals(tmp_path, tcia_volume, capsys):
+    import json
+
+    from ptx_annotator.cli import main
+    from ptx_annotator.io import load_mask_nifti
+
+    rc = main(["simulate", str(tcia_volume.source), str(tmp_path), "--no-pneumothorax", "--confounder", "bulla:left"])
+    assert rc == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "spec.json").read_text())
+    assert record["spec"]["pneumothorax"] == [] and record["spec"]["confounders"][0]["kind"] == "bulla"
+    truth, _ = load_mask_nifti(tmp_path / "truth_mask.nii.gz")
+    others, _ = load_mask_nifti(tmp_path / "confounder_mask.nii.gz")
+    assert truth.sum() == 0 and others.sum() > 0 and record["truth_ml"] == 0
+    assert main(["simulate", str(tcia_volume.source), str(tmp_path), "--confounder", "cyst"]) == 2
+    err = capsys.readouterr().err
+    assert "--confounder 'cyst'" in err and "Traceback" not in err

@@ -1,0 +1,114 @@
+"""One simulated case from one JSON-able spec: pneumothoraces, confounders beside them, a protocol.
+
+A spec (every option seeded, so the same spec on the same CT gives the same case)::
+
+    {"pneumothorax": [{"side": "right", "rim_mm": 2, "location": "anterior", "seed": 1}, ...],
+     "confounders": [{"kind": "bulla", "side": "left", "seed": 2}, ...],
+     "acquisition": {"slice_mm": 8, "noise_hu": 40, "kernel": "sharp", "seed": 3}}
+
+``pneumothorax`` entries take the keyword options of
+:func:`ptx_annotator.synthetic.pneumothorax.simulate_pneumothorax` (two sides: bilateral);
+``confounders`` those of :func:`ptx_annotator.synthetic.confounders.add_confounder`;
+``acquisition`` those of :func:`ptx_annotator.synthetic.acquisition.reacquire`. An empty
+``pneumothorax`` list is a confounder-only (negative) case. :func:`random_spec` draws one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ptx_annotator.anatomy import ThoraxAnatomy, segment_thorax
+from ptx_annotator.synthetic.confounders import CONFOUNDERS, add_confounder
+from ptx_annotator.synthetic.shape import LOCATIONS
+from ptx_annotator.volume import Volume
+
+_PTX_KEYS = {"side", "fraction", "seed", "anterior_bias", "apical_bias", "location", "rim_mm", "rim_extent",
+             "adhesions", "fluid_share"}
+
+
+@dataclass
+class SimulatedCase:
+    """The CT of one spec and its truth: ``mask`` pneumothorax air, ``confounder_mask`` the other air."""
+
+    volume: Volume
+    mask: np.ndarray
+    confounder_mask: np.ndarray
+    fluid_mask: np.ndarray
+    spec: dict
+    records: list = field(default_factory=list)
+
+    @property
+    def volume_ml(self) -> float:
+        return float(self.mask.astype(bool).sum() * self.volume.voxel_volume_ml)
+
+
+def simulate_case(volume: Volume, spec: dict, anatomy: ThoraxAnatomy | None = None) -> SimulatedCase:
+    """Build the case ``spec`` describes on ``volume`` (see the module docstring)."""
+    from ptx_annotator.synthetic.acquisition import reacquire
+    from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
+
+    unknown = set(spec) - {"pneumothorax", "confounders", "acquisition", "name"}
+    if unknown:
+        raise ValueError(f"unknown spec keys {sorted(unknown)}; use pneumothorax, confounders, acquisition")
+    anatomy = anatomy or segment_thorax(volume)
+    current = volume
+    mask = np.zeros(volume.shape, dtype=bool)
+    fluid = np.zeros(volume.shape, dtype=bool)
+    records = []
+    for options in spec.get("pneumothorax", []):
+        bad = set(options) - _PTX_KEYS
+        if bad:
+            raise ValueError(f"unknown pneumothorax options {sorted(bad)}; use {sorted(_PTX_KEYS)}")
+        result = simulate_pneumothorax(current, anatomy=anatomy, **options)
+        current = result.volume
+        mask |= result.mask.astype(bool)
+        if result.fluid_mask is not None:
+            fluid |= result.fluid_mask.astype(bool)
+        records.append({"pneumothorax": result.options, "volume_ml": round(result.volume_ml, 2),
+                        "fraction_achieved": round(result.fraction_achieved, 4)})
+    others = np.zeros(volume.shape, dtype=bool)
+    for options in spec.get("confounders", []):
+        result = add_confounder(current, anatomy=anatomy, avoid=mask | fluid, **options)
+        current = result.volume
+        others |= result.mask.astype(bool)
+        records.append({"confounder": result.options, "volume_ml": round(result.volume_ml, 2)})
+    acquisition = spec.get("acquisition")
+    if acquisition:
+        current, masks = reacquire(current, {"mask": mask, "confounders": others, "fluid": fluid}, **acquisition)
+        mask, others, fluid = (masks[k].astype(bool) for k in ("mask", "confounders", "fluid"))
+        records.append({"acquisition": dict(acquisition)})
+    return SimulatedCase(volume=current, mask=mask.astype(np.uint8), confounder_mask=others.astype(np.uint8),
+                         fluid_mask=fluid.astype(np.uint8), spec=spec, records=records)
+
+
+def random_spec(rng: np.random.Generator, positive_share: float = 0.75, confounder_share: float = 0.4,
+                acquisition_share: float = 0.4) -> dict:
+    """A random spec spanning the simulator's variety (sizes, rims, locations, confounders, protocols)."""
+    spec: dict = {"pneumothorax": [], "confounders": []}
+    seed = lambda: int(rng.integers(0, 2 ** 31 - 1))  # noqa: E731
+    if rng.random() < positive_share:
+        sides = ["right", "left"] if rng.random() < 0.15 else [str(rng.choice(["right", "left"]))]
+        for side in sides:
+            options = {"side": side, "seed": seed(), "location": str(rng.choice(LOCATIONS))}
+            kind = rng.random()
+            if kind < 0.3:
+                options.update(rim_mm=round(float(rng.uniform(1.0, 3.0)), 1),
+                               rim_extent=str(rng.choice(["surface", "apex"])), location="anterior")
+            else:
+                options["fraction"] = round(float(np.exp(rng.uniform(np.log(0.02), np.log(0.5)))), 3)
+                if rng.random() < 0.2:
+                    options["adhesions"] = round(float(rng.uniform(0.4, 0.7)), 2)
+                if rng.random() < 0.15:
+                    options.update(fluid_share=round(float(rng.uniform(0.2, 0.5)), 2), location="diffuse")
+            spec["pneumothorax"].append(options)
+    if rng.random() < confounder_share or not spec["pneumothorax"]:
+        for _ in range(int(rng.integers(1, 3))):
+            spec["confounders"].append({"kind": str(rng.choice(CONFOUNDERS)),
+                                        "side": str(rng.choice(["right", "left"])), "seed": seed()})
+    if rng.random() < acquisition_share:
+        spec["acquisition"] = {"slice_mm": round(float(rng.choice([1.0, 2.5, 5.0, 8.0])), 1),
+                               "noise_hu": round(float(rng.uniform(0, 60)), 0),
+                               "kernel": str(rng.choice(["smooth", "standard", "sharp"])), "seed": seed()}
+    return spec
