@@ -45,27 +45,28 @@ DISCLAIMER = "Research demonstration only, not a medical device: never use it fo
 NO_MODEL_STATUS = f"### No model loaded\n\n{HOW_TO_GET_A_MODEL}"
 
 
-class OverlayImage(gr.AnnotatedImage):
-    """``gr.AnnotatedImage`` whose files are private to each answer.
+class PrivateOutputs:
+    """Wraps a component's ``postprocess`` so the files of each answer are its own.
 
     Gradio names output files by content and rewrites them in place, so two answers with the same
     picture (the same empty mask, say) shared one file that was truncated while being downloaded
-    (seen with 20 simultaneous calls). Here each answer gets its own copies, written atomically
-    under one lock, and they are deleted when the demo closes.
+    (seen with 20 simultaneous calls). Each answer gets private copies, written atomically under
+    one lock; they are deleted when the demo closes. (A subclass of the component would make
+    Gradio write a ``.pyi`` beside this module at import, which fails in a read-only install.)
     """
 
     _write_lock = threading.Lock()
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.private_files: set[str] = set()
+    def __init__(self, postprocess):
+        self._postprocess = postprocess
+        self.files: set[str] = set()
 
-    def postprocess(self, value):
+    def __call__(self, value):
         import shutil
         import uuid
 
         with self._write_lock:
-            data = super().postprocess(value)
+            data = self._postprocess(value)
             if data is None:
                 return data
             for item in [data.image, *[a.image for a in data.annotations]]:
@@ -75,13 +76,13 @@ class OverlayImage(gr.AnnotatedImage):
                 shutil.copyfile(source, partial)
                 os.replace(partial, private)
                 item.path = str(private)
-                self.private_files.add(str(private))
+                self.files.add(str(private))
         return data
 
     def forget_files(self) -> None:
-        for path in self.private_files:
+        for path in self.files:
             _delete_upload(path)
-        self.private_files.clear()
+        self.files.clear()
 
 
 class XrayPredictor:
@@ -208,8 +209,9 @@ def build_demo(checkpoint=None, device: str = "cpu", concurrency_limit: int = DE
                                       label="Mask threshold (probability a pixel needs to be in the mask)")
                 button = gr.Button("Analyse", variant="primary", visible=has_model)
             with gr.Column(scale=2):
-                overlay = OverlayImage(label="X-ray with predicted pneumothorax" if has_model else "X-ray",
-                                       color_map={LABEL: "#ff2020"})
+                overlay = gr.AnnotatedImage(label="X-ray with predicted pneumothorax" if has_model else "X-ray",
+                                            color_map={LABEL: "#ff2020"})
+                overlay.postprocess = private_outputs = PrivateOutputs(overlay.postprocess)
                 status = gr.Markdown("Upload an image to start." if has_model else NO_MODEL_STATUS, label="summary")
                 numbers = gr.JSON(label="Result")
         outputs = [overlay, status, numbers]
@@ -218,7 +220,7 @@ def build_demo(checkpoint=None, device: str = "cpu", concurrency_limit: int = DE
         upload.upload(predictor, [upload, threshold], outputs, api_visibility="private", concurrency_id="model")
         threshold.release(predictor, [upload, threshold], outputs, api_visibility="private", concurrency_id="model")
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
-    demo.predictor, demo.overlay = predictor, overlay
+    demo.predictor, demo.private_outputs = predictor, private_outputs
     return demo
 
 
@@ -243,9 +245,9 @@ def close_demo(demo: gr.Blocks) -> None:
     predictor = getattr(demo, "predictor", None)
     if predictor is not None:
         predictor.forget_uploads()
-    overlay = getattr(demo, "overlay", None)
-    if overlay is not None:
-        overlay.forget_files()
+    outputs = getattr(demo, "private_outputs", None)
+    if outputs is not None:
+        outputs.forget_files()
 
 
 def _path_of(file_value) -> str:
