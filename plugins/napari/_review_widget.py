@@ -308,7 +308,11 @@ class ReviewWidget(QWidget):
         self._move(-1, ranked=False)
 
     def _move(self, step: int, ranked: bool) -> None:
-        target = self._need_session().next_slice(direction=step, ranked=ranked)
+        session = self._need_session()
+        target = session.next_slice(direction=step, ranked=ranked)
+        if target is None and ranked:  # past the end of the ranking: start again from its other end
+            waiting = [z for z in session.ranker.order(session.states()) if z != session.current_slice]
+            target = (waiting[0] if step > 0 else waiting[-1]) if waiting else None
         if target is None:
             self._status("No other slice needs review." if ranked else
                          f"No slice {'after' if step > 0 else 'before'} this one needs review.")
