@@ -105,11 +105,13 @@ def reader_segs(connection: Connection, ref: StudyRef, series: list[dict] | None
 
 
 def push_annotation(volume, store, annotator: str, *, auth: str | None = None, ref: StudyRef | None = None,
-                    connection: Connection | None = None) -> PushResult:
+                    connection: Connection | None = None, allow_unreviewed: bool = False) -> PushResult:
     """Store ``annotator``'s saved mask of ``volume`` on its PACS as a DICOM SEG (STOW-RS).
 
     ``volume`` must come from a DICOMweb study (the cache records where); ``store`` is its
-    annotation store. This is the one function behind ``ptx-annotate push`` and the review widget.
+    annotation store. A mask that is mostly unreviewed proposal is refused as the export refuses
+    it, unless ``allow_unreviewed``. This is the one function behind ``ptx-annotate push`` and
+    the review widget's push button.
     """
     import pydicom
 
@@ -128,7 +130,7 @@ def push_annotation(volume, store, annotator: str, *, auth: str | None = None, r
     n_slices = len(annotation.review)
     share = round(100 * reviewed / n_slices) if n_slices else 0
     with tempfile.TemporaryDirectory(prefix="ptx-push-") as folder:
-        path = export_annotation(volume, annotation, "seg", Path(folder) / "seg.dcm")
+        path = export_annotation(volume, annotation, "seg", Path(folder) / "seg.dcm", allow_unreviewed=allow_unreviewed)
         seg = pydicom.dcmread(path)
     seg.SeriesInstanceUID = series_uid
     seg.SeriesNumber = SEG_SERIES_NUMBER

@@ -16,6 +16,8 @@ def register(subparsers) -> None:
     parser.add_argument("--annotator", required=True, help="whose mask to push")
     parser.add_argument("--store", default=None, metavar="DIR",
                         help="annotation store (default: the server's user store, see 'ptx-annotate worklist')")
+    parser.add_argument("--allow-unreviewed", action="store_true",
+                        help="push a mask that is mostly unreviewed proposal (labelled AUTOMATIC), as export allows")
     add_auth_argument(parser)
     parser.set_defaults(run=run)
 
@@ -33,7 +35,8 @@ def run(args) -> int:
     store = AnnotationStore(args.store or default_store_dir(ref.server))
     try:
         result = push_annotation(volume, store, args.annotator, auth=args.dicomweb_auth,
-                                 ref=StudyRef(ref.server, ref.study_uid, cached.series_uid))
+                                 ref=StudyRef(ref.server, ref.study_uid, cached.series_uid),
+                                 allow_unreviewed=args.allow_unreviewed)
     finally:
         store.close()
     older = ""
