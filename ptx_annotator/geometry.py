@@ -17,7 +17,8 @@ Patient side of a voxel
 Bounding boxes
     :func:`bounding_box` via :func:`scipy.ndimage.find_objects`, grown by a margin and clipped.
 Reorientation
-    :func:`reorient_onto` permutes and flips axes with :mod:`nibabel.orientations` (no resampling).
+    :func:`reorient_onto` permutes and flips axes with :mod:`nibabel.orientations` (no resampling);
+    :func:`place_on_grid` puts a mask stored that way (or cropped, or padded) onto the CT's grid.
 """
 
 from __future__ import annotations
@@ -181,3 +182,41 @@ def reorient_onto(data: np.ndarray, affine, target_affine) -> tuple[np.ndarray, 
     if not np.allclose(relation, np.eye(3), atol=1e-3):
         return data, affine
     return np.ascontiguousarray(apply_orientation(data, transform)), out_affine
+
+
+def place_on_grid(data: np.ndarray, affine, volume, what: str) -> np.ndarray:
+    """``data`` (any axis order, same voxels as the CT, possibly cropped or padded) on the CT's grid.
+
+    ``volume`` is the CT (its ``affine`` and ``shape``). Raises
+    :class:`~ptx_annotator.errors.GeometryMismatchError` when the voxels do not coincide with the
+    CT's, or when voxels with content fall outside the CT.
+    """
+    from ptx_annotator.errors import GeometryMismatchError
+
+    data, affine = reorient_onto(data, affine, volume.affine)
+    target = np.asarray(volume.affine, dtype=float)
+    if data.shape == volume.shape and np.allclose(affine, target, atol=0.01):
+        return np.asarray(data)
+    if not np.allclose(affine[:3, :3], target[:3, :3], atol=1e-3):
+        raise GeometryMismatchError(
+            f"{what[0].upper()}{what[1:]} has shape {data.shape} (z, y, x) and other voxel sizes or axes than the "
+            f"CT {volume.shape}: it was made on another image grid. Resample it onto the CT first.")
+    offset = np.linalg.solve(target, affine[:, 3])[:3]
+    start = np.round(offset).astype(int)
+    if np.linalg.norm(target[:3, :3] @ (offset - start)) > 0.01:
+        raise GeometryMismatchError(
+            f"{what[0].upper()}{what[1:]} is shifted by {np.round(offset - start, 3).tolist()} voxels against the "
+            "CT: its voxels fall between the CT's. Were they made from different series?")
+    low = np.maximum(start, 0)
+    high = np.minimum(start + np.array(data.shape), volume.shape)
+    inside = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(low, high, start))
+    kept = int(np.count_nonzero(data[inside])) if np.all(high > low) else 0
+    if kept != int(np.count_nonzero(data)):
+        raise GeometryMismatchError(
+            f"{int(np.count_nonzero(data)) - kept} voxels with content of {what} lie outside the CT "
+            f"(the mask's grid starts at CT index {start.tolist()}, shape {data.shape}, the CT has {volume.shape}): "
+            "it was made on another series or reconstruction.")
+    mask = np.zeros(volume.shape, dtype=data.dtype)
+    if kept:
+        mask[tuple(slice(int(a), int(b)) for a, b in zip(low, high))] = data[inside]
+    return mask

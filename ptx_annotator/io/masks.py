@@ -83,7 +83,7 @@ def read_mask(path, volume=None, *, label: float | None = None, threshold: float
     affine = np.asarray(loaded.affine, dtype=float)
     if volume is None:
         return MaskFile(content.astype(np.uint8), affine, fmt, details)
-    from ptx_annotator.export import place_on_grid
+    from ptx_annotator.geometry import place_on_grid
 
     mask = place_on_grid(content, affine, volume, f"the mask '{path.name}'")
     return MaskFile(np.asarray(mask, dtype=np.uint8), np.asarray(volume.affine, dtype=float), fmt, details)

@@ -1,8 +1,12 @@
-"""The core never imports a GUI toolkit (../shared/DESIGN.md, the dependency rule)."""
+"""The core never imports a GUI toolkit, and its modules import each other without a cycle
+(../shared/DESIGN.md, the dependency rule)."""
 
+import ast
+import graphlib
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import ptx_annotator
 
@@ -39,3 +43,80 @@ def test_cli_info_does_not_load_torch_or_gui():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def import_graph(package_dir: Path, excluded=()) -> dict[str, set[str]]:
+    """``{module: modules of the package it imports}``, top-level and in-function imports alike.
+
+    Every ``import`` statement is read with :mod:`ast` (nothing is executed); an imported name
+    resolves to the most specific module of the package that exists.
+    """
+    package_dir = Path(package_dir)
+    modules = {}
+    for path in package_dir.rglob("*.py"):
+        parts = list(path.relative_to(package_dir.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        name = ".".join(parts)
+        if not name.startswith(tuple(excluded)):
+            modules[name] = path
+    root = package_dir.name
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                           for alias in node.names]
+            else:
+                continue
+            edges.update(t for t in map(resolve, (t for t in targets if t.split(".")[0] == root)) if t)
+        edges.discard(name)
+        graph[name] = edges
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (its modules in order, the first repeated last), or None."""
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        return list(exc.args[1])
+    return None
+
+
+def test_core_has_no_import_cycle():
+    graph = import_graph(Path(ptx_annotator.__file__).parent, excluded=NOT_CORE)
+    assert "ptx_annotator.proposers.inference" in graph["ptx_annotator.proposers"]  # lazy imports count
+    assert "ptx_annotator.geometry" in graph["ptx_annotator.quantify"]
+    assert not any(name.startswith(NOT_CORE) for name in graph)
+    cycle = import_cycle(graph)
+    assert cycle is None, f"import cycle in the core: {' -> '.join(cycle)}"
+
+
+def test_import_graph_finds_a_cycle_through_a_function_level_import(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from .b import thing\n")
+    (package / "a.py").write_text("def f():\n    from pkg.sub import b\n")
+    (package / "sub" / "b.py").write_text("from .. import a\nthing = 1\n")
+    (package / "c.py").write_text("import os\nfrom pkg import a\n")
+    graph = import_graph(package)
+    assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.a"} and graph["pkg.c"] == {"pkg.a"}
+    assert graph["pkg.sub"] == {"pkg.sub.b"}
+    assert set(import_cycle(graph)) == {"pkg.a", "pkg.sub.b"}
+    (package / "sub" / "b.py").write_text("thing = 1\n")
+    assert import_cycle(import_graph(package)) is None
