@@ -144,22 +144,19 @@ def overlap_metrics(reference, test) -> dict:
 def auc(reference, probability) -> float | None:
     """Area under the ROC curve of voxel probabilities against the reference mask.
 
-    Exact, with ties counted half (the Mann-Whitney U statistic over average ranks). Returns
-    ``None`` when the reference holds only one class: the AUC is undefined there.
+    :func:`sklearn.metrics.roc_auc_score` (exact, ties counted half). Returns ``None`` when the
+    reference holds only one class: the AUC is undefined there.
     """
     truth = as_bool(reference).ravel()
     scores = np.asarray(probability, dtype=np.float64).ravel()
     if truth.shape != scores.shape:
         raise ValueError(f"reference has {truth.size} voxels but probability has {scores.size}")
     n_pos = int(np.count_nonzero(truth))
-    n_neg = truth.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if n_pos == 0 or n_pos == truth.size:
         return None
-    from scipy.stats import rankdata
+    from sklearn.metrics import roc_auc_score
 
-    ranks = rankdata(scores)  # average ranks for ties
-    rank_sum = float(ranks[truth].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return float(roc_auc_score(truth, scores))
 
 
 # -- volumes -----------------------------------------------------------------------------------
