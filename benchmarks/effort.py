@@ -21,8 +21,9 @@ From an empty mask
     voxels) counts, so the from-scratch figure is the best a user of these tools could do.
 
 Cases: simulated pneumothoraces (:mod:`ptx_annotator.synthetic`) in the shared TCIA CT, proposed
-by the classical proposer; ``--ct CT --truth MASK`` runs one given case instead. Also measured:
-accepting every slice of the series at once in the session. The last line is
+by the classical proposer; ``--ct CT --truth MASK`` runs one given case instead. Also measured, on
+the last case: accepting every slice at once in the session, and ranking the next slice (first
+call, then after an edit: only changed slices are rescored). The last line is
 ``voxels R actions S accepted A`` (R, S: from scratch divided by from the proposal, over all
 cases; A: share of slices accepted untouched from the proposal).
 
@@ -40,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from ptx_annotator.proposers.contract import SliceResult
 from ptx_annotator.review.session import ReviewSession
 from ptx_annotator.review.states import EDITED, PROPOSED
 from ptx_annotator.review.tools import DEFAULT_BRUSH_SIZE, PLEURAL_AIR_HU, disk_stroke
@@ -193,8 +195,6 @@ def _empty(volume):
 
 
 def _result(z, mask, total):
-    from ptx_annotator.proposers.contract import SliceResult
-
     return SliceResult(z, np.asarray(mask, dtype=np.uint8), None, z + 1, total)
 
 
@@ -204,12 +204,23 @@ def propose(volume) -> np.ndarray:
     return propose_volume(get_proposer(), volume, keep_probabilities=False).mask
 
 
-def accept_all_seconds(volume) -> float:
+def session_timings(volume, proposal) -> dict:
+    """Seconds to accept every slice at once, and to rank the next slice (all slices, then after one edit)."""
     session = ReviewSession(volume, _empty(volume))
-    session.begin_proposal("timing", {}, with_probabilities=False)
+    session.begin_proposal("timing", {}, with_probabilities=True)
+    for z in range(volume.shape[0]):  # probabilities exercise the uncertainty part of the ranking
+        session.add_proposal_slice(SliceResult(z, proposal[z].astype(np.uint8),
+                                               np.where(proposal[z] > 0, 0.7, 0.1).astype(np.float32), z + 1, volume.shape[0]))
+    start = time.perf_counter()
+    session.next_slice(0)
+    first = time.perf_counter() - start
+    session.clear(volume.shape[0] // 2)
+    start = time.perf_counter()
+    session.next_slice(volume.shape[0] // 2)
+    after_edit = time.perf_counter() - start
     start = time.perf_counter()
     session.accept_slices(range(volume.shape[0]))
-    return time.perf_counter() - start
+    return {"accept_all": time.perf_counter() - start, "rank_first": first, "rank_after_edit": after_edit}
 
 
 def run_case(name, volume, truth, proposal) -> dict:
@@ -257,8 +268,9 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(header, flush=True)
-        rows.append(run_case(Path(args.ct).name[:23], volume, truth, propose(volume)))
-        timed = volume
+        proposal = propose(volume)
+        rows.append(run_case(Path(args.ct).name[:23], volume, truth, proposal))
+        timed = (volume, proposal)
     else:
         if not TCIA.exists():
             print(f"error: {TCIA} is not present; give --ct CT --truth MASK", file=sys.stderr)
@@ -271,10 +283,13 @@ def main(argv=None) -> int:
         print(header, flush=True)
         for side, fraction, seed in CASES[:2] if args.quick else CASES:
             sim = simulate_pneumothorax(base, side, fraction, seed=seed, anatomy=anatomy)
-            rows.append(run_case(f"tcia {side} {fraction:g} s{seed}", sim.volume, sim.mask > 0, propose(sim.volume)))
-        timed = base
-    seconds = accept_all_seconds(timed)
-    print(f"accept all {timed.shape[0]} slices in the session: {1000 * seconds:.1f} ms")
+            proposal = propose(sim.volume)
+            rows.append(run_case(f"tcia {side} {fraction:g} s{seed}", sim.volume, sim.mask > 0, proposal))
+            timed = (sim.volume, proposal)
+    seconds = session_timings(*timed)
+    print(f"session on {timed[0].shape[0]} slices: accept all at once {1000 * seconds['accept_all']:.1f} ms; "
+          f"ranked next slice {1000 * seconds['rank_first']:.1f} ms (every slice scored), "
+          f"{1000 * seconds['rank_after_edit']:.1f} ms after an edit")
     voxels = _ratio(sum(r["scratch_voxels"] for r in rows), sum(r["prop_voxels"] for r in rows))
     actions = _ratio(sum(r["scratch_actions"] for r in rows), sum(r["prop_actions"] for r in rows))
     accepted = sum(r["accepted"] for r in rows) / sum(r["slices"] for r in rows)

@@ -184,7 +184,7 @@ class EditingMixin:
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, {"states": set(), "mask": set(), "proposal": set()}
-        self.ranker.invalidate(pending["mask"])
+        self.ranker.invalidate(pending["mask"] | pending["proposal"])
         if pending["states"]:
             self.events.states_changed.emit(sorted(pending["states"]))
         if pending["mask"]:

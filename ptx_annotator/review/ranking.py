@@ -25,6 +25,9 @@ from ptx_annotator.review.states import FLAGGED, NEEDS_REVIEW_STATES
 
 #: Probabilities within this distance of the threshold count as uncertain.
 UNCERTAIN_BAND = 0.25
+#: Pixels are counted on every n-th row and column: an order of need, not a measurement, and a
+#: quarter of the work keeps a slice change quick.
+STRIDE = 2
 
 
 class SliceRanker:
@@ -49,8 +52,10 @@ class SliceRanker:
 
     def set_probabilities(self, probabilities: np.ndarray | None, threshold: float) -> None:
         """Use these proposal probabilities (None: no uncertainty part) at this threshold."""
+        unchanged = probabilities is None and self._probabilities is None
         self._probabilities, self._threshold = probabilities, float(threshold)
-        self._stale.update(range(self.mask.shape[0]))
+        if not unchanged:
+            self._stale.update(range(self.mask.shape[0]))
 
     def invalidate(self, indices) -> None:
         """The mask or proposal of these slices changed."""
@@ -82,26 +87,31 @@ class SliceRanker:
         waiting = [z for z, state in enumerate(states) if state in NEEDS_REVIEW_STATES]
         return sorted(waiting, key=lambda z: (-scores[z], z))
 
-    def _refresh(self) -> None:
-        if not self._stale:
+    def refresh(self, indices=None) -> None:
+        """Score these stale slices now (default: every stale one), e.g. as a proposer streams them in."""
+        self._refresh(None if indices is None else {int(z) for z in indices} & self._stale)
+
+    def _refresh(self, only: set | None = None) -> None:
+        todo = self._stale if only is None else only
+        if not todo:
             return
         n = self.mask.shape[0]
-        for z in sorted(self._stale):
+        for z in sorted(todo):
             if not 0 <= z < n:
                 continue
-            painted = self.mask[z] > 0
-            self._area[z] = int(painted.sum())
+            self._area[z] = int(np.count_nonzero(self.mask[z, ::STRIDE, ::STRIDE]))
             for a in (z - 1, z):
                 if 0 <= a < n - 1:
-                    self._overlap_next[a] = int(np.count_nonzero((self.mask[a] > 0) & (self.mask[a + 1] > 0)))
+                    self._overlap_next[a] = int(np.count_nonzero((self.mask[a, ::STRIDE, ::STRIDE] > 0)
+                                                                 & (self.mask[a + 1, ::STRIDE, ::STRIDE] > 0)))
             if self._probabilities is not None:
-                p = self._probabilities[z]
+                p = self._probabilities[z, ::STRIDE, ::STRIDE]
                 candidates = p >= self._threshold - UNCERTAIN_BAND
                 self._candidates[z] = int(candidates.sum())
                 self._uncertain[z] = int((candidates & (p < self._threshold + UNCERTAIN_BAND)).sum())
             else:
                 self._candidates[z] = self._uncertain[z] = 0
-        self._stale.clear()
+        self._stale -= set(todo)
 
 
 def next_in_order(order: list[int], current: int, direction: int = 1) -> int | None:

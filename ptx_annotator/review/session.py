@@ -116,6 +116,7 @@ class ReviewSession(EditingMixin, ReviewTools):
         self._depth = 0
         self._pending: dict[str, set[int]] = {"states": set(), "mask": set(), "proposal": set()}
         self.ranker = SliceRanker(annotation.mask)
+        self.ranker.refresh()  # scored once at opening, so the first N is as quick as the others
         self._side_of_pixel = _SideMaps(volume)
         self._side_counts = np.zeros((n, 2), dtype=np.int64)
         for z in range(n):
@@ -277,7 +278,9 @@ class ReviewSession(EditingMixin, ReviewTools):
                 self.proposal_probabilities[z] = result.probability
             self.proposal_indices.add(z)
             self._pending["proposal"].add(z)
-            return self._offer_proposal(z)
+            offered = self._offer_proposal(z)
+        self.ranker.refresh([z])  # scored while the proposal streams in, so N stays quick afterwards
+        return offered
 
     def finish_proposal(self, completed: bool) -> None:
         """Record the proposal in the annotation (which proposer, with what settings, complete or not)."""
