@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import json
 import math
@@ -20,6 +19,7 @@ from ptx_annotator.atomic import atomic_path, write_bytes_atomic, write_json_ato
 from ptx_annotator.compare import BOTH, DISAGREEMENT_COLORS, ONLY_A, ONLY_B, Comparison
 from ptx_annotator.io.volume_files import nifti_affine_from_lps, save_mask_nifti
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, hu_to_unit
+from ptx_annotator.reports import page
 
 PER_SLICE_COLUMNS = ("slice", "dice", "iou", "voxels_a", "voxels_b", "voxels_both", "disagreement_voxels",
                      "disagreement_mm2", "present_a", "present_b")
@@ -215,47 +215,33 @@ _HEADLINE = (("dice", "Dice", "{:.3f}"), ("iou", "IoU", "{:.3f}"), ("precision",
 
 
 def report_html(comparison: Comparison, ct_hu=None) -> str:
-    """A self-contained HTML page (PNG figures embedded as base64)."""
+    """A self-contained HTML page (``templates/comparison.html``; PNG figures embedded as base64)."""
     s = comparison.summary
-    e = html.escape
     a, b = comparison.readers[:2]
-    rows = "".join(f"<tr><th>{e(label)}</th><td>{fmt.format(s[key])}</td></tr>" for key, label, fmt in _HEADLINE if key in s)
-    pairs = "".join(
-        f"<tr><td>{e(p['reader_a'])}</td><td>{e(p['reader_b'])}</td><td>{p['dice']:.3f}</td><td>{p['hd95_mm']:.2f}</td>"
-        f"<td>{p['assd_mm']:.2f}</td><td>{p['volume_diff_ml']:+.2f}</td></tr>" for p in comparison.pairs)
+    summary_rows = [(label, fmt.format(s[key])) for key, label, fmt in _HEADLINE if key in s]
+    pairs = [(p["reader_a"], p["reader_b"], f"{p['dice']:.3f}", f"{p['hd95_mm']:.2f}", f"{p['assd_mm']:.2f}",
+              f"{p['volume_diff_ml']:+.2f}") for p in comparison.pairs]
     volumes = {name: 0.0 for name in comparison.readers}
     for p in comparison.pairs:
         volumes[p["reader_a"]], volumes[p["reader_b"]] = p["volume_a_ml"], p["volume_b_ml"]
     volumes[f"consensus ({comparison.consensus_method.split('_')[0]})"] = s["consensus_volume_ml"]
     worst = worst_slices_png(comparison, ct_hu)
-    worst_rows = "".join(
-        f"<tr><td>{z}</td><td>{comparison.per_slice[z]['dice']:.3f}</td><td>{comparison.per_slice[z]['voxels_a']}</td>"
-        f"<td>{comparison.per_slice[z]['voxels_b']}</td><td>{comparison.per_slice[z]['disagreement_voxels']}</td></tr>"
-        for z in comparison.ranked_slices[:10])
-    background = "on the CT in a lung window (W 1500 / L −600)" if ct_hu is not None else "(CT not available)"
-    worst_block = (f'<img alt="most disputed slices" src="data:image/png;base64,{worst}">' if worst
-                   else "<p>The readers agree on every voxel.</p>")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>ptx-annotator comparison: {e(a)} vs {e(b)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:1em auto;color:#222}}
-table{{border-collapse:collapse;margin:0.5em 0}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}
-img{{max-width:100%}}</style></head><body>
-<h1>Inter-annotator comparison</h1>
-<p>Readers: {", ".join(e(r) for r in comparison.readers)}. A = <b>{e(a)}</b>, B = <b>{e(b)}</b>.
-Grid {" × ".join(str(n) for n in s["shape"])} voxels (z, y, x), spacing {" × ".join(f"{v:g}" for v in s["spacing_mm"])} mm.
-Consensus: {e(comparison.consensus_method.replace("_", " "))}.</p>
-<h2>Summary (A vs B)</h2><table>{rows}</table>
-<p>Empty-mask rules: both empty gives Dice 1 and distance 0; one empty gives Dice 0 and the distance
-penalty (the grid diagonal, {_penalty(s):.1f} mm). HD95 is the larger of the two directed 95th percentiles
-of surface distances; ASSD the mean of all surface distances in both directions.</p>
-<h2>All pairs</h2><table><tr><th>A</th><th>B</th><th>Dice</th><th>HD95 (mm)</th><th>ASSD (mm)</th><th>B − A (mL)</th></tr>{pairs}</table>
-<h2>Per-slice Dice</h2><img alt="per-slice Dice strip" src="data:image/png;base64,{dice_strip_png(comparison)}">
-<h2>Volumes</h2><img alt="volume bars" src="data:image/png;base64,{volume_bars_png(comparison, volumes)}">
-<h2>Most disputed slices {background}</h2>{worst_block}
-<table><tr><th>slice</th><th>Dice</th><th>voxels A</th><th>voxels B</th><th>disputed voxels</th></tr>{worst_rows}</table>
-<details><summary>summary.json</summary><pre>{e(json.dumps(json_safe(s), indent=1))}</pre></details>
-</body></html>
-"""
+    worst_rows = [(z, f"{comparison.per_slice[z]['dice']:.3f}", comparison.per_slice[z]["voxels_a"],
+                   comparison.per_slice[z]["voxels_b"], comparison.per_slice[z]["disagreement_voxels"])
+                  for z in comparison.ranked_slices[:10]]
+    return page.render(
+        "comparison", reader_a=a, reader_b=b, readers=", ".join(comparison.readers),
+        grid=" × ".join(str(n) for n in s["shape"]), spacing=" × ".join(f"{v:g}" for v in s["spacing_mm"]),
+        consensus=comparison.consensus_method.replace("_", " "),
+        summary_table=page.table(None, summary_rows, row_headers=True), penalty=f"{_penalty(s):.1f}",
+        pairs_table=page.table(("A", "B", "Dice", "HD95 (mm)", "ASSD (mm)", "B − A (mL)"), pairs),
+        dice_strip=page.image(dice_strip_png(comparison), "per-slice Dice strip"),
+        volume_bars=page.image(volume_bars_png(comparison, volumes), "volume bars"),
+        background="on the CT in a lung window (W 1500 / L −600)" if ct_hu is not None else "(CT not available)",
+        worst_block=(page.image(worst, "most disputed slices") if worst
+                     else page.Markup("<p>The readers agree on every voxel.</p>")),
+        worst_table=page.table(("slice", "Dice", "voxels A", "voxels B", "disputed voxels"), worst_rows),
+        summary_json=json.dumps(json_safe(s), indent=1))
 
 
 def _penalty(summary: dict) -> float:

@@ -173,3 +173,34 @@ def test_outputs_for_empty_masks_hold_no_nan(case, tmp_path):
         assert "agree on every voxel" in page and page.count("data:image/png;base64,") == 2
     else:
         assert page.count("data:image/png;base64,") == 3
+
+
+def test_report_page_is_the_template_filled_with_escaped_values():
+    from html.parser import HTMLParser
+
+    from ptx_annotator.reports.comparison import report_html
+
+    a, b = _readers()
+    result = C.compare_masks({"<b>dr</b> & co": a, "bob": b}, SPACING)
+    page = report_html(result)
+    assert "<b>dr</b>" not in page and "&lt;b&gt;dr&lt;/b&gt; &amp; co" in page
+    assert "$" not in page.replace("$ ", "")  # no placeholder left unfilled
+    assert f"<tr><th>Dice</th><td>{result.summary['dice']:.3f}</td></tr>" in page
+    assert "<tr><th>A</th><th>B</th><th>Dice</th>" in page
+    assert page.count("data:image/png;base64,") == 3
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.open = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in ("meta", "img", "br"):
+                self.open.append(tag)
+
+        def handle_endtag(self, tag):
+            assert self.open and self.open.pop() == tag, tag
+
+    parser = Tags()
+    parser.feed(page)
+    assert parser.open == []  # every element the template and the tables open is closed, in order
