@@ -10,6 +10,9 @@ import os
 from ptx_annotator.atomic import atomic_path
 from ptx_annotator.errors import InvalidAnnotatorError, PtxError
 
+#: A screenshot waits at most this long for the side volumes and the case answer (thorax segmentation).
+MEASURE_WAIT_S = 120.0
+
 
 def open_viewer(study, annotator: str | None = None, store_dir=None, series_uid=None, checkpoint=None,
                 propose: bool = True, slice_index: int | None = None) -> int:
@@ -99,6 +102,7 @@ def render_screenshot(study, out, annotator: str = "viewer", store_dir=None, ser
             session.dirty = False
             widget._status(f"Proposal by {proposer.source_id} (amber outline); annotator '{session.annotator}' "
                            "(red fill).")
+        _wait_for(lambda: not widget.views.measuring, MEASURE_WAIT_S)  # sides and the case answer shown
         viewer.window.resize(*size)
         viewer.screenshot(canvas_only=False, flash=False)  # the first grab can come back black
         image = viewer.screenshot(canvas_only=False, flash=False)
@@ -106,6 +110,17 @@ def render_screenshot(study, out, annotator: str = "viewer", store_dir=None, ser
     finally:
         viewer.close()
     return _write_png(image, out)
+
+
+def _wait_for(condition, seconds: float) -> None:
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
 
 
 def _write_png(rgba, out, max_bytes: int = 500_000) -> str:

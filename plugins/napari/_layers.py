@@ -82,17 +82,17 @@ def add_review_layers(viewer, volume: Volume, mask: np.ndarray, proposal: np.nda
     data, kwargs, _ = image_layer_data(volume)
     if image is None:
         image = viewer.add_image(data, **kwargs)
-    overlay = viewer.add_labels(
+    labels = viewer.add_labels(
+        mask, name=mask_layer_name(annotator), scale=kwargs["scale"], opacity=0.45, units="mm",
+        axis_labels=AXIS_LABELS,
+    )
+    overlay = viewer.add_labels(  # above the fill, so the outline shows where the two coincide
         proposal, name=PROPOSAL_LAYER, scale=kwargs["scale"], opacity=1.0, units="mm", axis_labels=AXIS_LABELS,
     )
     overlay.colormap = _one_label_colormap(PROPOSAL_RGBA)
     overlay.contour = PROPOSAL_OUTLINE_PX
     overlay.editable = False
     overlay.locked = True  # read-only: not a painting target, not movable
-    labels = viewer.add_labels(
-        mask, name=mask_layer_name(annotator), scale=kwargs["scale"], opacity=0.45, units="mm",
-        axis_labels=AXIS_LABELS,
-    )
     _style_mask_layer(labels)
     viewer.layers.selection.active = labels
     viewer.scale_bar.visible = True

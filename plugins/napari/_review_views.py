@@ -157,6 +157,11 @@ class SessionViews:
             w.versions_list.addItem(item)
 
     # -- background measurements ---------------------------------------------------------------
+    @property
+    def measuring(self) -> bool:
+        """Whether the anatomy or the case answer is still being computed."""
+        return bool(self._workers)
+
     def _measure_anatomy(self, session) -> None:
         self._run(_segment, session, session.volume)
 

@@ -31,14 +31,20 @@ def phantom(tmp_path_factory):
     return case, ct_path
 
 
-def overlay_pixels(rgb: np.ndarray) -> int:
-    """Pixels in the orange of the proposal (yellow, additive) over the red mask on lung grey."""
+def proposal_pixels(rgb: np.ndarray) -> int:
+    """Pixels in the amber of the proposal's outline (#e6b400, drawn opaque)."""
     r, g, b = (rgb[..., i].astype(int) for i in range(3))
-    return int(((r > 180) & (g > 100) & (g < 170) & (b < 100)).sum())
+    return int(((r > 200) & (g > 150) & (g < 215) & (b < 60)).sum())
+
+
+def reader_pixels(rgb: np.ndarray) -> int:
+    """Pixels in the red of the reader's filled mask over the CT (never amber: blue stays near green)."""
+    r, g, b = (rgb[..., i].astype(int) for i in range(3))
+    return int(((r > g + 60) & (r > b + 60) & (abs(g - b) < 40)).sum())
 
 
 def render(path, out, **kwargs):
-    _launch.render_screenshot(path, out, annotator="viewer", size=(1200, 800), **kwargs)
+    _launch.render_screenshot(path, out, annotator="viewer", size=(1200, 900), **kwargs)
     return np.asarray(Image.open(out).convert("RGB"))
 
 
@@ -48,23 +54,46 @@ def test_screenshot_shows_the_ct_and_the_overlay(qapp, mock_app_model, phantom, 
     busy = int(np.argmax(case.truth.sum(axis=(1, 2))))
     with_overlay = render(ct_path, tmp_path / "with.png", slice_index=busy, proposer=TruthProposer(case.truth))
     without = render(ct_path, tmp_path / "without.png", slice_index=busy, propose=False)
-    assert with_overlay.shape == (800, 1200, 3)
+    assert with_overlay.shape == (900, 1200, 3)
     assert with_overlay.std() > 20  # not blank
     grey = (np.abs(with_overlay[..., 0].astype(int) - with_overlay[..., 2]) < 8) & (with_overlay[..., 0] > 150)
     assert grey.sum() > 5000  # bright CT structures (mediastinum, chest wall) in the lung window
-    assert overlay_pixels(with_overlay) > 500
-    assert overlay_pixels(without) < 50
+    assert proposal_pixels(with_overlay) > 200 and proposal_pixels(without) < 20
+    # without a proposal nothing fills the reader's mask; the red left is the widget's colour swatches
+    assert reader_pixels(with_overlay) > reader_pixels(without) + 500
     assert not (tmp_path / "study" / ".ptx").exists()  # a screenshot writes nothing to the store
 
 
-def test_cli_screenshot_writes_a_png_and_exits(qapp, mock_app_model, phantom, tmp_path, monkeypatch, capsys):
+def test_cli_screenshot_shows_proposal_and_reader_mask_in_different_colours(qapp, mock_app_model, phantom, tmp_path,
+                                                                           monkeypatch, capsys):
+    """`ptx-annotate STUDY --screenshot PNG`, headless: the classical proposal is an amber outline, the
+    reader's saved mask a red fill; where the reader erased half the pneumothorax only the outline shows."""
     pytest.importorskip("ptx_annotator.proposers.classical")
     from ptx_annotator.cli import main
+    from ptx_annotator.io import load_volume
+    from ptx_annotator.review.store import Annotation, AnnotationStore
 
     monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
     case, ct_path = phantom
-    out = tmp_path / "cli.png"
     busy = int(np.argmax(case.truth.sum(axis=(1, 2))))
-    assert main([ct_path, "--screenshot", str(out), "--slice", str(busy)]) == 0
+    volume = load_volume(ct_path)
+    reader = Annotation.empty(volume, "reader")
+    reader.mask[:] = case.truth
+    reader.mask[:, :64] = 0  # the reader keeps only the posterior half
+    store = tmp_path / "store"
+    AnnotationStore(store).save(reader)
+    out = tmp_path / "cli.png"
+    assert main([ct_path, "--annotator", "reader", "--store", str(store), "--screenshot", str(out),
+                 "--slice", str(busy)]) == 0
     assert "screenshot written" in capsys.readouterr().out
-    assert overlay_pixels(np.asarray(Image.open(out).convert("RGB"))) > 200  # the classical proposal shows
+    both = np.asarray(Image.open(out).convert("RGB"))
+    pictures = {}
+    for annotator in ("reader", "nobody"):  # the reader's mask alone; then neither (the widget's own colours)
+        pictures[annotator] = tmp_path / f"{annotator}.png"
+        assert main([ct_path, "--annotator", annotator, "--store", str(store), "--screenshot",
+                     str(pictures[annotator]), "--slice", str(busy), "--no-propose"]) == 0
+    mask_only, neither = (np.asarray(Image.open(pictures[a]).convert("RGB")) for a in ("reader", "nobody"))
+    assert proposal_pixels(both) > 100 and proposal_pixels(mask_only) < 20  # amber: the proposal's alone
+    assert reader_pixels(mask_only) > reader_pixels(neither) + 300  # red: the reader's fill
+    assert reader_pixels(both) > reader_pixels(neither) + 300
+    assert AnnotationStore(store).load(volume.key, "nobody") is None  # a screenshot writes nothing
