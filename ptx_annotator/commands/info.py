@@ -42,8 +42,7 @@ def _describe(volume) -> dict:
         return volume
     hu = volume.hu
     finite = np.isfinite(hu) if hu.dtype.kind == "f" else None
-    if finite is not None and not finite.all():
-        hu = hu[finite] if finite.any() else np.zeros(1, dtype=hu.dtype)
+    values = hu if finite is None or finite.all() else hu[finite]  # HU range of the finite voxels
     return {
         "series_uid": volume.series_uid,
         "description": volume.description,
@@ -51,8 +50,8 @@ def _describe(volume) -> dict:
         "n_slices": int(hu.shape[0]),
         "shape": [int(n) for n in hu.shape],
         "spacing_mm": [round(float(s), 4) for s in volume.spacing],
-        "hu_min": float(np.min(hu)) if finite is None or finite.any() else None,
-        "hu_max": float(np.max(hu)) if finite is None or finite.any() else None,
+        "hu_min": float(np.min(values)) if values.size else None,
+        "hu_max": float(np.max(values)) if values.size else None,
         "orientation": volume.orientation,
         "transfer_syntax": volume.transfer_syntax,
         "key": volume.key,
@@ -64,6 +63,9 @@ def run(args) -> int:
     report = describe_study(args.path)
     failed = sum(1 for entry in report["series"] if "error" in entry)
     status = 2 if failed else 0  # a series that cannot be read is an error, in text and in JSON alike
+    if failed:
+        print(f"ptx-annotate: error: {failed} of {len(report['series'])} series in '{args.path}' cannot be read "
+              "(see 'error' in the report).", file=sys.stderr)
     if args.json:
         print(json.dumps(report, indent=2, allow_nan=False))
         return status
@@ -82,7 +84,4 @@ def run(args) -> int:
         print(f"  HU {hu_range}; transfer syntax {entry['transfer_syntax']}")
         for warning in entry["warnings"]:
             print(f"  warning: {warning}")
-    if failed:
-        print(f"ptx-annotate: error: {failed} of {len(report['series'])} series in '{args.path}' cannot be read "
-              "(see 'error:' above).", file=sys.stderr)
     return status

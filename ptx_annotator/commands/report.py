@@ -20,8 +20,14 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ptx_annotator.reports.study import write_study_report
 
+    import json
+    import sys
+
     volume, store = open_study(args.study, args)
     page = write_study_report(volume, store, args.out)
-    annotators = store.annotators(volume.key)
-    print(f"wrote {page} ({len(annotators)} annotator(s): {', '.join(annotators) or 'none'})")
-    return 0
+    skipped = json.loads((page.parent / "report.json").read_text()).get("skipped", [])
+    shown = [name for name in store.annotators(volume.key) if not any(s.startswith(f"{name}: ") for s in skipped)]
+    print(f"wrote {page} ({len(shown)} annotator(s): {', '.join(shown) or 'none'})")
+    for line in skipped:  # an annotator the report had to leave out is an error, not a footnote
+        print(f"ptx-annotate: error: left out of the report: {line}", file=sys.stderr)
+    return 1 if skipped else 0
