@@ -150,8 +150,8 @@ class ScriptedAnnotator:
         return sim | (covered & self._air[z]) if kind == "air" else sim | covered
 
 
-def from_proposal(volume, truth, proposal) -> tuple[Effort, ReviewSession]:
-    session = ReviewSession(volume, _empty(volume))
+def from_proposal(volume, truth, proposal, anatomy=None) -> tuple[Effort, ReviewSession]:
+    session = ReviewSession(volume, _empty(volume), anatomy=anatomy)
     session.begin_proposal("benchmark-proposal", {}, with_probabilities=False)
     for z in range(volume.shape[0]):
         session.add_proposal_slice(_result(z, proposal[z], volume.shape[0]))
@@ -168,8 +168,8 @@ def from_proposal(volume, truth, proposal) -> tuple[Effort, ReviewSession]:
     return annotator.effort, session
 
 
-def from_scratch(volume, truth, step: int) -> tuple[Effort, ReviewSession]:
-    session = ReviewSession(volume, _empty(volume))
+def from_scratch(volume, truth, step: int, anatomy=None) -> tuple[Effort, ReviewSession]:
+    session = ReviewSession(volume, _empty(volume), anatomy=anatomy)
     annotator = ScriptedAnnotator(session, truth)
     busy = np.flatnonzero(truth.reshape(truth.shape[0], -1).any(axis=1))
     if busy.size:
@@ -204,9 +204,9 @@ def propose(volume) -> np.ndarray:
     return propose_volume(get_proposer(), volume, keep_probabilities=False).mask
 
 
-def session_timings(volume, proposal) -> dict:
+def session_timings(volume, proposal, anatomy=None) -> dict:
     """Seconds to accept every slice at once, and to rank the next slice (all slices, then after one edit)."""
-    session = ReviewSession(volume, _empty(volume))
+    session = ReviewSession(volume, _empty(volume), anatomy=anatomy)
     session.begin_proposal("timing", {}, with_probabilities=True)
     for z in range(volume.shape[0]):  # probabilities exercise the uncertainty part of the ranking
         session.add_proposal_slice(SliceResult(z, proposal[z].astype(np.uint8),
@@ -224,8 +224,11 @@ def session_timings(volume, proposal) -> dict:
 
 
 def run_case(name, volume, truth, proposal) -> dict:
-    proposed = from_proposal(volume, truth, proposal)[0]
-    scratch = {step: from_scratch(volume, truth, step)[0] for step in KEY_STEPS}
+    from ptx_annotator.anatomy import segment_thorax
+
+    anatomy = segment_thorax(volume)  # once per case: every session of the case shares it
+    proposed = from_proposal(volume, truth, proposal, anatomy)[0]
+    scratch = {step: from_scratch(volume, truth, step, anatomy)[0] for step in KEY_STEPS}
     step = min(scratch, key=lambda k: (scratch[k].voxels, scratch[k].actions))
     row = {"case": name, "slices": volume.shape[0], "truth_ml": float(truth.sum() * volume.voxel_volume_ml),
            "proposal_dice": slice_dice(proposal, truth), "prop_actions": proposed.actions, "prop_voxels": proposed.voxels,

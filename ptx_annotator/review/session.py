@@ -36,9 +36,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from psygnal import Signal, SignalGroup
-from scipy import ndimage as ndi
 
 from ptx_annotator.errors import PtxError
+from ptx_annotator.geometry import PatientSides
 from ptx_annotator.proposers.contract import Proposal, SliceResult
 from ptx_annotator.review.merge import merge_proposal, record_proposal
 from ptx_annotator.review.history import Edit, EditHistory, EditingMixin
@@ -87,9 +87,13 @@ class ReviewSession(EditingMixin, ReviewTools):
         share the array).
     store : AnnotationStore or None
         Where saves go; None keeps everything in memory.
+    anatomy : ThoraxAnatomy, optional
+        Of ``volume`` (:func:`ptx_annotator.anatomy.segment_thorax`, computed when not given): the
+        volume per side follows the one side rule of :class:`ptx_annotator.geometry.PatientSides`,
+        so the viewer's running count and ``quantify`` agree.
     """
 
-    def __init__(self, volume: Volume, annotation: Annotation, store: AnnotationStore | None = None):
+    def __init__(self, volume: Volume, annotation: Annotation, store: AnnotationStore | None = None, anatomy=None):
         if annotation.mask.shape != volume.shape:
             raise PtxError(f"The mask {annotation.mask.shape} does not fit the series {volume.shape}.")
         self.volume = volume
@@ -117,20 +121,25 @@ class ReviewSession(EditingMixin, ReviewTools):
         self._pending: dict[str, set[int]] = {"states": set(), "mask": set(), "proposal": set()}
         self.ranker = SliceRanker(annotation.mask)
         self.ranker.refresh()  # scored once at opening, so the first N is as quick as the others
-        self._side_of_pixel = _SideMaps(volume)
+        if anatomy is None:
+            from ptx_annotator.anatomy import segment_thorax
+
+            anatomy = segment_thorax(volume)
+        self._sides = PatientSides(anatomy, volume.affine)
+        self._left_of_slice: dict[int, np.ndarray] = {}
         self._side_counts = np.zeros((n, 2), dtype=np.int64)
         for z in range(n):
             self._count_slice(z)
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, volume: Volume, store: AnnotationStore | None, annotator: str) -> "ReviewSession":
+    def open(cls, volume: Volume, store: AnnotationStore | None, annotator: str, anatomy=None) -> "ReviewSession":
         """The annotator's saved work on ``volume`` (or a fresh one), with the store's lock taken."""
         if store is None:
-            return cls(volume, Annotation.empty(volume, annotator), None)
+            return cls(volume, Annotation.empty(volume, annotator), None, anatomy)
         annotation = store.load_or_empty(volume, annotator)
         store.lock(volume.key, annotation.annotator)
-        session = cls(volume, annotation, store)
+        session = cls(volume, annotation, store, anatomy)
         kept = store.load_proposal(volume, annotation.annotator)
         if kept is not None:
             session.restore_proposal(kept)
@@ -347,8 +356,8 @@ class ReviewSession(EditingMixin, ReviewTools):
     def volume_ml(self) -> dict[str, float]:
         """Pneumothorax volume of the annotator's mask in mL: right, left and total.
 
-        The side of each in-plane region of the mask is where most of it lies relative to the
-        body's midline (patient left is LPS +x, read from the volume's affine).
+        Sides by the one side rule (:class:`ptx_annotator.geometry.PatientSides`): the
+        hemithorax a voxel lies in, else the mid-sagittal plane, from the volume's affine.
         """
         right, left = self._side_counts.sum(axis=0)
         ml = self.volume.voxel_volume_ml
@@ -457,51 +466,17 @@ class ReviewSession(EditingMixin, ReviewTools):
         self._note("states", z)
 
     def _count_slice(self, z: int) -> None:
-        painted = self.annotation.mask[z] > 0
+        painted = self.annotation.mask[z] != 0
         if not painted.any():
             self._side_counts[z] = (0, 0)
             return
-        # Each in-plane region goes whole to the side most of it lies on: a right pneumothorax
-        # reaching across the midline in front of the mediastinum still counts as right.
-        labels, count = ndi.label(painted)
-        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-        on_left = np.bincount(labels[self._side_of_pixel[z]], minlength=count + 1)[1:]
-        left = int(sizes[2 * on_left > sizes].sum())
-        self._side_counts[z] = (int(sizes.sum()) - left, left)
+        left_of = self._left_of_slice.get(z)
+        if left_of is None:
+            left_of = self._left_of_slice[z] = self._sides.left_of_slice(z)
+        left = int(np.count_nonzero(painted & left_of))
+        self._side_counts[z] = (int(np.count_nonzero(painted)) - left, left)
 
 
 def visit_key(index: int) -> str:
     """The coalescing key of the autosaves made while slice ``index`` is on screen."""
     return f"slice {int(index)}"
-
-
-class _SideMaps:
-    """Per slice, which pixels lie on the patient's left of the body midline (LPS +x)."""
-
-    def __init__(self, volume: Volume):
-        affine = np.asarray(volume.affine, dtype=float)
-        self._row = affine[0]  # LPS x = row . (z, y, x, 1)
-        self._shape = volume.shape
-        self._midline = _body_midline_x(volume)
-        self._cache: dict[int, np.ndarray] = {}
-
-    def __getitem__(self, z: int) -> np.ndarray:
-        cached = self._cache.get(z)
-        if cached is None:
-            _, ny, nx = self._shape
-            lps_x = self._row[0] * z + self._row[1] * np.arange(ny)[:, None] + self._row[2] * np.arange(nx)[None, :] + self._row[3]
-            cached = self._cache[z] = lps_x > self._midline
-        return cached
-
-
-def _body_midline_x(volume: Volume) -> float:
-    """LPS x (mm) of the body's centre: the mean position of soft tissue and bone voxels."""
-    step = max(1, volume.shape[0] // 8)
-    zs = np.arange(0, volume.shape[0], step)
-    sample = np.asarray(volume.hu[zs, ::4, ::4])
-    z, y, x = np.nonzero(sample > -300)
-    if z.size == 0:
-        centre = (np.array(volume.shape) - 1) / 2.0
-        return float(np.asarray(volume.affine)[0] @ np.array([*centre, 1.0]))
-    points = np.column_stack([zs[z], y * 4, x * 4, np.ones(z.size)])
-    return float(np.mean(points @ np.asarray(volume.affine, dtype=float)[0]))

@@ -215,15 +215,23 @@ def test_changes_made_while_a_snapshot_is_written_stay_pending(case, store):
     assert store.load(case.volume.key, "alice").review[2].state == FLAGGED
 
 
-def test_a_region_crossing_the_midline_counts_for_the_side_it_mostly_lies_on(case):
-    session = ReviewSession.open(case.volume, None, "alice")
-    z, ml = 4, case.volume.voxel_volume_ml
-    session.annotation.mask[z, 20:24, 30:52] = 1  # columns 30..47 patient right, 48..51 patient left
-    session.annotation.mask[z, 60:62, 70:80] = 1  # a separate region, all on the left
-    session.refresh_counts([z])
+def test_the_running_volume_per_side_is_quantifys(case):
+    """One side rule: the viewer's count and quantify agree, also for a region across the midline."""
+    from ptx_annotator.anatomy import segment_thorax
+    from ptx_annotator.quantify import quantify
+
+    anatomy = segment_thorax(case.volume)
+    session = ReviewSession.open(case.volume, None, "alice", anatomy=anatomy)
+    z = 4
+    session.annotation.mask[z, 20:24, 30:52] = 1  # across the middle of the image
+    session.annotation.mask[z, 60:62, 70:80] = 1  # a separate region on the left
+    session.annotation.mask[5] = case.truth[5]
+    session.mark_edited([z, 5])
     volumes = session.volume_ml()
-    assert volumes["right"] == pytest.approx(4 * 22 * ml)
-    assert volumes["left"] == pytest.approx(2 * 10 * ml)
+    measured = quantify(session.annotation.mask, case.volume, anatomy)
+    assert volumes["right"] == pytest.approx(measured.volume_right_ml)
+    assert volumes["left"] == pytest.approx(measured.volume_left_ml)
+    assert volumes["right"] > 0 and volumes["left"] > 0
 
 
 def test_the_proposal_is_kept_with_the_mask_and_shown_again_on_reopening(case, store):
