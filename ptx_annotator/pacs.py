@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ptx_annotator.errors import GeometryMismatchError, PtxError
 from ptx_annotator.io.dicomweb import Connection, StudyRef
-from ptx_annotator.io.dicomweb_cache import COMPLETE, cached_seg
+from ptx_annotator.io.dicomweb_cache import COMPLETE, cached_seg, seg_folder
 
 SEG_MODALITY = "SEG"
 #: Series number of readers' SEG series (the export's default).
@@ -140,6 +140,7 @@ def push_annotation(volume, store, annotator: str, *, auth: str | None = None, r
     seg.ContentDescription = f"{made}; {reviewed}/{n_slices} slices reviewed"[-64:] if made else \
         f"{reviewed}/{n_slices} slices reviewed"
     connection.store(seg, ref.study_uid)
+    _remember_push(ref, str(seg.SOPInstanceUID))
     deleted = sum(connection.delete_instance(ref.study_uid, series_uid, i["sop_uid"]) for i in older)
     return PushResult(ref, reader, series_uid, str(seg.SOPInstanceUID), number, reviewed, n_slices, deleted,
                       len(older) - deleted)
@@ -164,8 +165,8 @@ def pull_reader_segs(connection: Connection, ref: StudyRef, series_key: str, vol
             continue
         file_name = f"{seg.sop_uid}.dcm"
         local = store.load(series_key, seg.reader)
-        if local is not None and _last_import(local) == file_name:
-            continue  # already pulled
+        if local is not None and (_last_import(local) == file_name or _pushed_here(ref, seg.sop_uid)):
+            continue  # already pulled, or it is this machine's own push of that reader's mask
         if local is not None and not _only_pulled(local):
             notes.append(f"kept the local mask of '{seg.reader}' (the server has their SEG #{seg.number} too)")
             continue
@@ -178,6 +179,17 @@ def pull_reader_segs(connection: Connection, ref: StudyRef, series_key: str, vol
             continue
         notes.append(f"'{seg.reader}': mask from the server's SEG #{seg.number} ({seg.description})")
     return notes
+
+
+def _remember_push(ref: StudyRef, sop_uid: str) -> None:
+    """Note in the cache that this machine pushed ``sop_uid`` (its reader's work is local already)."""
+    folder = seg_folder(ref)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f".pushed-{sop_uid}").touch()
+
+
+def _pushed_here(ref: StudyRef, sop_uid: str) -> bool:
+    return (seg_folder(ref) / f".pushed-{sop_uid}").exists()
 
 
 def _last_import(annotation) -> str | None:

@@ -16,6 +16,8 @@ SINGLE_STUDY_ATTRIBUTES = ("study", "path", "ct")
 LIST_STUDY_ATTRIBUTES = ("studies",)
 #: Commands whose readers' masks may live on the server as SEGs.
 PULL_COMMANDS = ("open", "compare", "export", "quantify", "report")
+#: Commands whose STUDY argument stands for the study's store.
+STORE_COMMANDS = ("models",)
 #: Commands that talk to the server themselves.
 OWN_COMMANDS = ("push", "worklist")
 
@@ -60,7 +62,9 @@ def resolve_study_urls(args, log=None):
             log(note if note.startswith("retrieved") else f"note: {note}")
     for name in SINGLE_STUDY_ATTRIBUTES:
         if getattr(args, name, None) in opened:
-            setattr(args, name, str(opened[getattr(args, name)].folder))
+            chosen = opened[getattr(args, name)]
+            # 'models STORE_OR_STUDY': a URL study's registry lives in its user store, not in the cache
+            setattr(args, name, str(chosen.store_dir if args.command in STORE_COMMANDS else chosen.folder))
     for name in LIST_STUDY_ATTRIBUTES:
         if isinstance(getattr(args, name, None), list):
             setattr(args, name, [str(opened[v].folder) if v in opened else v for v in getattr(args, name)])

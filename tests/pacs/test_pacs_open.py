@@ -146,3 +146,40 @@ def test_a_study_url_needs_studies_in_it(workstation, capsys):
     status, out, err = run_cli(["info", "http://127.0.0.1:1/dicom-web"], capsys)
     assert status == 2
     one_error_line(err, "not a DICOMweb study URL")
+
+
+def test_every_study_argument_resolves_through_the_one_rule(orthanc, workstation, capsys, tmp_path):
+    from ptx_annotator.cli import build_parser
+    from ptx_annotator.commands._common import resolve_study_sources
+
+    url = orthanc.study_url()
+    folder = None
+    for argv in (["train", url, "--annotator", "ann"], ["bootstrap", url, url, "--out", str(tmp_path / "m.st")],
+                 ["quantify", url, "--annotator", "ann"], ["report", url, "--out", str(tmp_path / "r")],
+                 ["export", url, "--annotator", "ann", "--out", str(tmp_path / "e.dcm")],
+                 ["compare", url, "--annotators", "a", "b", "--out", str(tmp_path / "c")], ["models", url]):
+        args = resolve_study_sources(build_parser().parse_args(argv))
+        studies = args.studies if hasattr(args, "studies") else [getattr(args, "study", None) or args.path]
+        assert all(not s.startswith("http") for s in studies), argv
+        folder = folder or cached_ct(parse_study_url(url))
+        expected = str(default_store_dir(orthanc.url)) if argv[0] == "models" else str(folder)
+        assert set(studies) == {expected}, argv
+        if hasattr(args, "store"):
+            assert args.store == str(default_store_dir(orthanc.url)), argv
+
+
+def test_mixing_a_url_and_a_local_folder_needs_one_store(orthanc, workstation, capsys):
+    status, out, err = run_cli(["train", orthanc.study_url(), str(TCIA), "--annotator", "ann"], capsys)
+    assert status == 2
+    one_error_line(err, "--store DIR")
+
+
+def test_open_a_study_url_in_napari(orthanc, workstation, capsys, tmp_path, monkeypatch):
+    pytest.importorskip("napari")
+    monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
+    shot = tmp_path / "shot.png"
+    status, out, err = run_cli([orthanc.study_url(), "--annotator", "ivy", "--no-propose", "--screenshot", str(shot)],
+                               capsys)
+    assert status == 0, err
+    assert shot.stat().st_size > 10_000 and "screenshot written" in out
+    assert not list(study_folder(parse_study_url(orthanc.study_url())).rglob(".ptx")), "no store in the cache"

@@ -45,6 +45,8 @@ def test_push_supersedes_and_reads_back_exactly(orthanc, workstation, tmp_path, 
     back = read_seg(path, volume)
     assert back.mapped_by == "sop_instance_uid" and back.content_creator.startswith("dana")
     assert np.array_equal(back.mask, second)
+    status, out, err = run_cli(["quantify", orthanc.study_url(), "--annotator", "dana"], capsys)
+    assert status == 0 and "kept the local mask" not in err, "its own push is not news to this machine"
 
 
 def push_from_process(orthanc, home: Path, reader: str, mask_path: Path) -> None:
