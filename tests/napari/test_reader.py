@@ -91,3 +91,23 @@ def test_sample_data_is_the_phantom_with_its_truth():
     assert (image_kind, truth_kind) == ("image", "labels")
     assert image_kwargs["scale"] == truth_kwargs["scale"] == (5.0, 1.5, 1.5)
     assert truth.sum() > 1000 and np.median(image[truth > 0]) < -950
+
+
+def test_napari_open_folder_preselects_our_reader_for_a_dicom_folder(make_napari_viewer, tmp_path):
+    """File > Open Folder on a DICOM folder: napari's reader dialog lists every compatible reader
+    sorted by display name and preselects the first; ours must come first (napari's builtin reader
+    reads a DICOM folder unscaled, "Inconsistent units")."""
+    from napari._qt.dialogs.qt_reader_dialog import QtReaderDialog
+    from napari.plugins import _npe2
+
+    from phantom_dicom import write_dicom_series  # tests/napari is on sys.path
+
+    make_napari_viewer()  # plugins discovered
+    folder = tmp_path / "series"
+    write_dicom_series(folder, make_chest_phantom(shape=(4, 48, 48), spacing=(5.0, 4.0, 4.0)), "right ptx")
+    readers = _npe2.get_readers(str(folder))
+    assert "ptx-annotator" in readers and len(readers) >= 2  # napari's builtin reader claims it too
+    dialog = QtReaderDialog(pth=str(folder), readers=readers)
+    assert dialog._get_plugin_choice() == readers["ptx-annotator"]
+    dialog = QtReaderDialog(pth=str(sorted(folder.iterdir())[0]), readers=_npe2.get_readers(str(sorted(folder.iterdir())[0])))
+    assert dialog._get_plugin_choice() == readers["ptx-annotator"]  # one file of the series too
