@@ -44,7 +44,7 @@ def choose_store(parent, proposed: str) -> str | None:
     save = box.addButton("Save there", QMessageBox.AcceptRole)
     other = box.addButton("Choose another folder…", QMessageBox.ActionRole)
     box.addButton("Keep in memory only", QMessageBox.RejectRole)
-    box.exec_()
+    box.exec()
     if box.clickedButton() is save:
         return proposed
     if box.clickedButton() is other:
