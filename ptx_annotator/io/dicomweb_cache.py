@@ -3,13 +3,13 @@
 Layout under :func:`~ptx_annotator.io.dicomweb.cache_root` (``$PTX_CACHE_DIR/dicomweb``)::
 
     <server>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm   a complete CT series
-    <server>/<StudyInstanceUID>/<SeriesInstanceUID>/.complete.json         written before publishing
+    <server>/<StudyInstanceUID>/<SeriesInstanceUID>/.complete.json         instances and sizes, before publishing
     <server>/<StudyInstanceUID>/study.json                                 which series is the study's CT
     <server>/<StudyInstanceUID>/seg/<SOPInstanceUID>.dcm                   readers' SEGs (atomic files)
 
-A series is retrieved into a private ``.partial-*`` folder (every instance fsynced) and renamed
-into place in one step, so a half-retrieved series never appears complete (a series counts as
-complete only when its marker lists its instances and every one is present): an interrupted transfer
+A series is retrieved into a private ``.partial-*`` folder and renamed into place in one step,
+so a half-retrieved series never appears complete (a series counts as complete only when its
+marker lists its instances with their sizes and every file is there at that size): an interrupted transfer
 leaves at most a partial folder, which the next retrieval removes. Reopening a cached study needs
 no network at all.
 """
@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -33,8 +34,6 @@ STUDY_FILE = "study.json"
 #: A series counts as axial when its slice normal is within 30 degrees of the patient's
 #: head-foot axis: CT gantry tilt goes up to 30 degrees, reformats are at 90.
 AXIAL_MIN_COSINE = math.cos(math.radians(30))
-#: Threads writing and fsyncing instances while the transfer goes on.
-WRITER_THREADS = 8
 
 
 @dataclass
@@ -57,13 +56,15 @@ def seg_folder(ref: StudyRef) -> Path:
 
 
 def _complete(folder: Path) -> bool:
-    """True when the folder's marker lists its instances and every one of them is there."""
+    """True when the folder's marker lists its instances and each file is there at its full size."""
     try:
         listed = json.loads((folder / COMPLETE).read_text())["instances"]
+        sizes = {entry.name: entry.stat().st_size for entry in os.scandir(folder)}
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    present = {entry.name for entry in os.scandir(folder)}
-    return bool(listed) and all(f"{uid}.dcm" in present for uid in listed)
+    if not isinstance(listed, dict) or not listed:
+        return False
+    return all(sizes.get(f"{uid}.dcm") == size for uid, size in listed.items())
 
 
 def _write_pointer(path: Path, payload: dict) -> None:
@@ -126,32 +127,34 @@ def ct_candidates(series: list[dict], ref: StudyRef) -> list[dict]:
 def retrieve_series(connection: Connection, ref: StudyRef, series_uid: str, expected: int) -> Path | None:
     """Retrieve a series into the cache; None (nothing kept) when its first slice is not axial.
 
-    Parts are written, fsynced and named by their SOPInstanceUID in worker threads while the
-    transfer goes on (an fsync waits for the disk; several overlap), then published at once.
+    Each part is written under its SOPInstanceUID while the transfer goes on; the folder is
+    published by one rename once every instance has arrived and the marker lists them with their
+    sizes. No per-instance fsync: the cache can always be retrieved again, and a crash that
+    leaves a file shorter than listed (or a name or the marker lost) makes the series incomplete,
+    never wrong (:func:`_complete` checks every file's size).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     final = study_folder(ref) / series_uid
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(final.parent, series_uid)
     partial = Path(tempfile.mkdtemp(prefix=f".partial-{series_uid}-{os.getpid()}-", dir=final.parent))
     try:
-        with ThreadPoolExecutor(max_workers=WRITER_THREADS) as pool:
-            pending = []
-            for index, body in enumerate(connection.iter_series_parts(ref.study_uid, series_uid)):
-                if index == 0 and not _is_axial(body, ref):
-                    return None
-                pending.append(pool.submit(_write_instance, partial, index, body, ref))
-            written = [future.result() for future in pending]
-        if len(set(written)) != len(written):
-            raise DicomWebError(f"{ref.where()}: series {series_uid} holds the same SOPInstanceUID twice.")
-        if expected and len(written) != expected:
-            raise DicomWebError(f"{ref.where()}: series {series_uid} arrived with {len(written)} of {expected} "
+        sizes: dict[str, int] = {}
+        for index, body in enumerate(connection.iter_series_parts(ref.study_uid, series_uid)):
+            if index == 0 and not _is_axial(body, ref):
+                return None
+            sop_uid = _write_instance(partial, body, ref)
+            if sop_uid in sizes:
+                raise DicomWebError(f"{ref.where()}: series {series_uid} holds SOPInstanceUID {sop_uid} twice.")
+            sizes[sop_uid] = len(body)
+        if expected and len(sizes) != expected:
+            raise DicomWebError(f"{ref.where()}: series {series_uid} arrived with {len(sizes)} of {expected} "
                                 "instances; nothing was cached, try again.")
-        # The folder is private until renamed; the instances are fsynced, and a marker or names lost
-        # in a crash only make the series incomplete again (:func:`_complete` checks every file).
         (partial / COMPLETE).write_text(json.dumps({"server": ref.server, "study_uid": ref.study_uid,
-                                                    "series_uid": series_uid, "instances": sorted(written)}))
+                                                    "series_uid": series_uid, "instances": sizes}))
+        if final.exists() and not _complete(final):  # left damaged (a crash): set aside, then replace
+            stale = final.with_name(f".stale-{series_uid}-{os.getpid()}")
+            os.rename(final, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             os.rename(partial, final)
         except OSError:
@@ -164,13 +167,8 @@ def retrieve_series(connection: Connection, ref: StudyRef, series_uid: str, expe
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _write_instance(folder: Path, index: int, body: bytes, ref: StudyRef) -> str:
-    """Write one instance durably and name it by its SOPInstanceUID; returns the UID."""
-    temporary = folder / f".part-{index:06d}"
-    with open(temporary, "wb") as handle:
-        handle.write(body)
-        handle.flush()
-        os.fsync(handle.fileno())
+def _write_instance(folder: Path, body: bytes, ref: StudyRef) -> str:
+    """Write one instance named by its SOPInstanceUID; returns the UID."""
     try:
         sop_uid = _sop_uid(body)
     except Exception as exc:  # noqa: BLE001 - a damaged part of any kind
@@ -179,17 +177,41 @@ def _write_instance(folder: Path, index: int, body: bytes, ref: StudyRef) -> str
         raise DicomWebError(f"{ref.where()}: the server sent an instance without a SOPInstanceUID.")
     if not sop_uid.replace(".", "").isdigit():
         raise DicomWebError(f"{ref.where()}: the server sent an instance with an invalid SOPInstanceUID.")
-    os.rename(temporary, folder / f"{sop_uid}.dcm")
+    with open(folder / f"{sop_uid}.dcm", "wb") as handle:
+        handle.write(body)
     return sop_uid
 
 
 def _sop_uid(body: bytes) -> str | None:
-    """The dataset's SOPInstanceUID, read no further than that attribute (0008,0018)."""
+    """The instance's SOPInstanceUID: MediaStorageSOPInstanceUID of its Part-10 file meta (which the
+    standard makes equal to it, and which takes no dataset parsing), else the dataset's own."""
+    meta_uid = _meta_sop_uid(body)
+    if meta_uid:
+        return meta_uid
     from pydicom.filereader import read_partial
 
     dataset = read_partial(BytesIO(body), stop_when=lambda tag, vr, length: tag > 0x00080018, force=True)
     value = dataset.get("SOPInstanceUID")
     return str(value) if value else None
+
+
+def _meta_sop_uid(body: bytes) -> str | None:
+    """(0002,0003) from the file meta group: explicit VR little endian after the preamble and 'DICM'."""
+    if body[128:132] != b"DICM":
+        return None
+    at = 132
+    while at + 8 <= len(body):
+        group, element = struct.unpack_from("<HH", body, at)
+        if group != 0x0002:
+            return None
+        if body[at + 4:at + 6] in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            length, value_at = struct.unpack_from("<I", body, at + 8)[0], at + 12
+        else:
+            length, value_at = struct.unpack_from("<H", body, at + 6)[0], at + 8
+        if element == 0x0003:
+            return body[value_at:value_at + length].rstrip(b"\0 ").decode("ascii", "replace") or None
+        at = value_at + length
+    return None
 
 
 def _is_axial(body: bytes, ref: StudyRef) -> bool:

@@ -183,3 +183,14 @@ def test_open_a_study_url_in_napari(orthanc, workstation, capsys, tmp_path, monk
     assert status == 0, err
     assert shot.stat().st_size > 10_000 and "screenshot written" in out
     assert not list(study_folder(parse_study_url(orthanc.study_url())).rglob(".ptx")), "no store in the cache"
+
+
+def test_a_cached_file_cut_short_makes_the_series_incomplete_and_it_is_retrieved_again(orthanc, workstation, capsys):
+    assert run_cli(["info", orthanc.study_url()], capsys)[0] == 0
+    folder = cached_ct(parse_study_url(orthanc.study_url()))
+    victim = sorted(folder.glob("*.dcm"))[10]
+    victim.write_bytes(victim.read_bytes()[:1000])  # what a crash before the data reached the disk leaves
+    assert cached_ct(parse_study_url(orthanc.study_url())) is None
+    status, out, err = run_cli(["info", orthanc.study_url(), "--json"], capsys)
+    assert status == 0 and "retrieved" in err
+    assert json.loads(out)["series"][0]["n_slices"] == 64 and json.loads(out)["series"][0]["warnings"] == []
