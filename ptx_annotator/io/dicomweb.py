@@ -67,8 +67,18 @@ class StudyRef:
         return f"DICOMweb server {self.server}, study {self.study_uid}"
 
 
+def _refuse_credentials_in(text: str) -> None:
+    """A URL with ``user:password@`` would put the password into every message and folder name."""
+    authority = text.split("://", 1)[-1].split("/", 1)[0]
+    if "@" in authority:
+        host = authority.rsplit("@", 1)[1]
+        raise DicomWebError(f"The DICOMweb URL for {host} carries credentials: remove them from the URL and set "
+                            f"{AUTH_ENV} to USER:PASSWORD (or 'Bearer TOKEN') instead.")
+
+
 def parse_study_url(text: str) -> StudyRef:
     """The :class:`StudyRef` of a study URL, or a one-line error saying what a study URL looks like."""
+    _refuse_credentials_in(text)
     match = _STUDY_URL.match(text.strip())
     if not match:
         raise DicomWebError(f"'{text}' is not a DICOMweb study URL: give http(s)://HOST/.../dicom-web/studies/"
@@ -80,6 +90,7 @@ def parse_server_url(text: str) -> str:
     """The server part of a server or study URL (no trailing slash, no ``/studies/...``)."""
     if not is_dicomweb_url(text):
         raise DicomWebError(f"'{text}' is not a DICOMweb server URL: give http(s)://HOST[:PORT]/.../dicom-web.")
+    _refuse_credentials_in(text)
     match = _STUDY_URL.match(text.strip())
     return match["server"].rstrip("/") if match else text.strip().rstrip("/")
 

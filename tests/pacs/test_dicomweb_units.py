@@ -26,6 +26,10 @@ def test_study_url_parts():
     assert parse_server_url("http://h:1/dicom-web/studies/1.2") == "http://h:1/dicom-web"
     with pytest.raises(DicomWebError, match="not a DICOMweb study URL"):
         parse_study_url("http://h/dicom-web")
+    for parse in (parse_study_url, parse_server_url):
+        with pytest.raises(DicomWebError, match="carries credentials") as caught:
+            parse("https://ann:s3cret@pacs:443/dicom-web/studies/1.2")
+        assert "s3cret" not in str(caught.value) and "pacs:443" in str(caught.value)
 
 
 def test_credentials_basic_bearer_and_bad(monkeypatch):

@@ -102,6 +102,14 @@ def test_bearer_token_is_sent_as_authorization_header(orthanc, workstation, caps
     one_error_line(err, "credentials")
 
 
+def test_tls_failure_is_one_line(orthanc, workstation, capsys):
+    url = orthanc.study_url().replace("http://", "https://")  # Orthanc speaks plain HTTP on this port
+    status, out, err = run_cli(["info", url], capsys)
+    assert status == 2
+    one_error_line(err, "TLS", orthanc.ct_study)
+    assert files_under(workstation) == []
+
+
 def test_unknown_study_uid(orthanc, workstation, capsys):
     status, out, err = run_cli(["info", orthanc.study_url("1.2.3.4.5.6.7.8.9")], capsys)
     assert status == 2
