@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ptx_annotator.errors import StudyError
+from ptx_annotator.geometry import voxel_volume_mm3
 from ptx_annotator.volume import Volume
 
 #: Flips between DICOM/ITK LPS and NIfTI RAS patient coordinates (its own inverse).
@@ -99,7 +100,7 @@ def nonfinite_warnings(values: np.ndarray, what: str) -> list[str]:
 
 def _volume(data: np.ndarray, affine: np.ndarray, path) -> Volume:
     warnings = nonfinite_warnings(data, f"'{Path(path).name}'")
-    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(np.asarray(affine)[:3, :3])) < 1e-9:
+    if not np.all(np.isfinite(affine)) or voxel_volume_mm3(affine) < 1e-9:
         raise StudyError(f"'{path}' has no usable geometry (its affine is singular or not finite): "
                          "re-export it with its voxel spacing and orientation.")
     if data.dtype.kind == "f":

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ptx_annotator.errors import PtxError
+from ptx_annotator.geometry import voxel_volume_ml
 from ptx_annotator.review.states import EDITED, REVIEWED_STATES
 
 #: Air in the pleural space: from below the air level of any scanner up to where the aerated lung
@@ -119,7 +120,7 @@ def grow_air_region(hu: np.ndarray, seed_zyx, hu_range=PLEURAL_AIR_HU, max_ml: f
     labels, _ = ndi.label(inside)
     region = labels == labels[seed]
     spacing = np.asarray(spacing, dtype=float)
-    limit = int(max_ml * 1000.0 / float(np.prod(spacing)))
+    limit = int(max_ml / voxel_volume_ml(spacing))
     count = int(region.sum())
     if count > limit:
         points = np.argwhere(region)
