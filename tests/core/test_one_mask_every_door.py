@@ -143,3 +143,33 @@ def test_cli_and_session_merge_into_a_persons_work_alike(thin_ct, checkpoint, tm
     assert cli_record["slices"] == session_record["slices"] == volume.shape[0]
     assert cli_record["completed"] is session_record["completed"] is True
     assert cli_record["params"]["volume_postprocess"] == session_record["params"]["volume_postprocess"]
+
+
+def test_merge_rule_and_record_of_a_rerun(tcia_volume):
+    from ptx_annotator.proposers.contract import Proposal
+    from ptx_annotator.review.merge import merge_proposal, record_proposal, takes_proposal
+
+    volume = tcia_volume
+    annotation = Annotation.empty(volume, "dr_a")
+    annotation.mask[10, 5:9, 5:9] = 1  # drawn, never reviewed: a person's work
+    annotation.review.mark(11, ACCEPTED, "dr_a")
+    first = np.zeros(volume.shape, np.uint8)
+    first[9:13, 100:110, 100:110] = 1
+    run = Proposal(mask=first, probabilities=None, source="classical-v1", params={"kind": "classical"},
+                   slices_done=list(range(volume.shape[0])))
+    outcome = merge_proposal(annotation, run)
+    assert outcome.kept == [10, 11] and len(outcome.proposed) == volume.shape[0] - 2
+    assert annotation.mask[10].sum() == 16 and annotation.mask[11].sum() == 0 and annotation.mask[9].sum() == 100
+    assert annotation.review[9].state == PROPOSED and annotation.review[9].by == "classical-v1"
+    record_proposal(annotation, run)
+    record_proposal(annotation, Proposal(mask=first, probabilities=None, source="other", slices_done=[]))
+
+    second = np.zeros_like(first)  # a re-run finds nothing: its slices replace the earlier proposal
+    rerun = Proposal(mask=second, probabilities=None, source="classical-v1", params={"kind": "classical"},
+                     slices_done=[9, 10, 11, 12])
+    assert merge_proposal(annotation, rerun).proposed == [9, 12]
+    assert annotation.mask[9].sum() == 0 and annotation.mask[10].sum() == 16
+    assert takes_proposal(annotation, 9) and not takes_proposal(annotation, 10) and not takes_proposal(annotation, 11)
+    record = record_proposal(annotation, rerun)
+    assert list(annotation.proposals) == ["other", "classical-v1"]  # the newest run goes last
+    assert record["slices"] == 4 and record["threshold"] is None and record["with_probabilities"] is False
