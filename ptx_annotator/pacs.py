@@ -276,11 +276,11 @@ def worklist(server: str, store_dir=None, auth: str | None = None) -> list[dict]
     rows = []
     for study in connection.studies():
         ref = StudyRef(connection.server, study["study_uid"])
-        series = connection.series(ref.study_uid)
         try:
+            series = connection.series(ref.study_uid)
             ct = ct_candidates(series, ref)[0]
         except PtxError:
-            continue  # not a CT study
+            continue  # not a CT study (or one emptied since the search)
         readers: dict[str, dict] = {}
         proposal = False
         for name in store.annotators(ct["series_uid"]):
