@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptx_annotator.errors import GeometryMismatchError, PtxError
-from ptx_annotator.io.dicomweb import Connection, StudyRef
+from ptx_annotator.io.dicomweb import Connection, DicomWebError, StudyNotOnServer, StudyRef
 from ptx_annotator.io.dicomweb_cache import COMPLETE, cached_seg, seg_folder
 
 SEG_MODALITY = "SEG"
@@ -278,9 +278,12 @@ def worklist(server: str, store_dir=None, auth: str | None = None) -> list[dict]
         ref = StudyRef(connection.server, study["study_uid"])
         try:
             series = connection.series(ref.study_uid)
+        except StudyNotOnServer:
+            continue  # emptied since the search
+        try:
             ct = ct_candidates(series, ref)[0]
-        except PtxError:
-            continue  # not a CT study (or one emptied since the search)
+        except DicomWebError:  # it names the study's modalities: not a CT study
+            continue
         readers: dict[str, dict] = {}
         proposal = False
         for name in store.annotators(ct["series_uid"]):

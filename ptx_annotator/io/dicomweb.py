@@ -44,6 +44,10 @@ class DicomWebError(StudyError):
     """A DICOMweb server could not give (or take) what was asked; the message names server and study."""
 
 
+class StudyNotOnServer(DicomWebError):
+    """The server answers, but has no such study (or the study holds no series)."""
+
+
 def is_dicomweb_url(text) -> bool:
     """True for an ``http://`` or ``https://`` address (local paths never start so)."""
     return isinstance(text, str) and text.lower().startswith(("http://", "https://"))
@@ -206,7 +210,7 @@ class Connection:
         with self.errors("searching the study's series", study_uid):
             found = self.client.search_for_series(study_uid, fields=["NumberOfSeriesRelatedInstances"])
         if not found:
-            raise DicomWebError(f"{self.where(study_uid)}: no such study on the server (or it holds no series); "
+            raise StudyNotOnServer(f"{self.where(study_uid)}: no such study on the server (or it holds no series); "
                                 "check the StudyInstanceUID.")
         return [{"series_uid": _value(s, "series"), "modality": _value(s, "modality", ""),
                  "description": _value(s, "description", ""), "instances": int(_value(s, "count", 0) or 0)}
