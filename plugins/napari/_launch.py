@@ -41,6 +41,9 @@ def open_viewer(study, annotator: str | None = None, store_dir=None, series_uid=
         raise
     napari.run()
     saved = widget.close_session()
+    from qtpy.QtCore import QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(int(MEASURE_WAIT_S * 1000))  # a measurement still running ends first
     try:
         viewer.close()
     except RuntimeError:  # the window is already gone

@@ -122,10 +122,11 @@ class SessionViews:
         session = self.session
         if session is None:
             return
-        p = session.provenance()
+        counts = session.annotation.review.counts()  # per state; cheap, unlike the voxel provenance
         self.widget.slice_label.setText(
             f"Slice {session.current_slice} (of 0–{session.n_slices - 1}) · {session.state()} · "
-            f"{p['reviewed_slices']} reviewed, {p['proposed_slices']} proposed, {p['flagged_slices']} flagged")
+            f"{counts['accepted'] + counts['edited']} reviewed, {counts['proposed']} proposed, "
+            f"{counts['flagged']} flagged")
 
     def _volume_label(self) -> None:
         session = self.session
