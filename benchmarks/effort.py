@@ -43,7 +43,7 @@ from scipy import ndimage as ndi
 
 from ptx_annotator.proposers.contract import SliceResult
 from ptx_annotator.review.session import ReviewSession
-from ptx_annotator.review.states import EDITED, PROPOSED
+from ptx_annotator.review.states import EDITED
 from ptx_annotator.review.tools import DEFAULT_BRUSH_SIZE, PLEURAL_AIR_HU, disk_stroke
 
 DICE_TARGET = 0.95
@@ -162,9 +162,9 @@ def from_proposal(volume, truth, proposal, anatomy=None) -> tuple[Effort, Review
             untouched.append(z)
         else:
             annotator.correct(z)
-    annotator.accept(untouched)
+    # slices the brush could not bring to the target (counted in 'short') are accepted as they are
+    annotator.accept(sorted(set(untouched) | set(session.proposed_slices())))
     annotator.effort.accepted_untouched = len(untouched)
-    assert all(session.state(z) != PROPOSED for z in range(volume.shape[0]))
     return annotator.effort, session
 
 
@@ -235,7 +235,7 @@ def run_case(name, volume, truth, proposal) -> dict:
            "accepted": proposed.accepted_untouched, "prop_short": proposed.short, "step": step,
            "scratch_actions": scratch[step].actions, "scratch_voxels": scratch[step].voxels,
            "scratch_short": scratch[step].short}
-    print(f"{row['case']:<24}{row['truth_ml']:>9.1f}{row['proposal_dice']:>7.3f}{row['prop_voxels']:>11}"
+    print(f"{row['case']:<24}{row['truth_ml']:>9.1f}{row['proposal_dice']:>7.3f}{row['prop_voxels']:>12}"
           f"{row['prop_actions']:>10}{row['accepted']:>7}/{row['slices']:<4}{row['scratch_voxels']:>11}"
           f"{row['scratch_actions']:>10}{row['step']:>3}{row['prop_short'] + row['scratch_short']:>6}", flush=True)
     return row
@@ -257,7 +257,7 @@ def main(argv=None) -> int:
     if bool(args.ct) != bool(args.truth):
         print("error: give both --ct CT and --truth MASK (or neither, for the simulated cases)", file=sys.stderr)
         return 2
-    header = (f"{'case':<24}{'truth mL':>9}{'Dice':>7}{'prop voxels':>11}{'prop acts':>10}{'accepted':>12}"
+    header = (f"{'case':<24}{'truth mL':>9}{'Dice':>7}{'prop voxels':>12}{'prop acts':>10}{'accepted':>12}"
               f"{'scr voxels':>11}{'scr acts':>10}{'k':>3}{'short':>6}")
     rows = []
     if args.ct:
