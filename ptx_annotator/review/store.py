@@ -33,24 +33,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ptx_annotator.atomic import atomic_path, fsync_dir, write_json_atomic
+from ptx_annotator.atomic import atomic_path, write_json_atomic
 from ptx_annotator.errors import GeometryMismatchError, InvalidAnnotatorError, PtxError
 from ptx_annotator.io.volume_files import load_mask_nifti, save_mask_nifti
 from ptx_annotator.review.states import ReviewLog, SliceReview, utc_now
-from ptx_annotator.review.store_check import confined, problem_with, safe_key, sha256_of
+from ptx_annotator.review.store_check import (FORMAT_VERSION, DamagedStoreError, confined, problem_with, read_json,
+                                              safe_key, sha256_of)
 from ptx_annotator.review.store_lock import WriterLock
+from ptx_annotator.review.store_versions import (COALESCE_SECONDS, MASK_FILE, VERSION_FILE, VersionHistory,
+                                                 VersionInfo)
 from ptx_annotator.volume import Volume
 
-FORMAT_VERSION = 1
 DEFAULT_KEEP_VERSIONS = 200
-#: An autosave less than this many seconds after its version began joins that version.
-COALESCE_SECONDS = 60.0
-_VERSION_FILE = "review-v{:06d}.json"
-_MASK_FILE = "versions/mask-v{:06d}.nii.gz"
-
-
-class DamagedStoreError(PtxError):
-    """A review file that is damaged or disagrees with its folder or mask; nothing was changed."""
 
 
 def safe_annotator_name(name: str) -> str:
@@ -105,17 +99,6 @@ def store_root_for(study_path) -> Path:
     return base / ".ptx"
 
 
-@dataclass(frozen=True)
-class VersionInfo:
-    """One kept version: its id, when it was saved, how many mask voxels, the review-state counts."""
-
-    id: int
-    saved_at: str | None
-    n_voxels: int
-    states: dict
-    committed: bool = False
-
-
 @dataclass
 class Annotation:
     """One annotator's mask of one series, with its per-slice review log."""
@@ -158,7 +141,7 @@ class Annotation:
         }
 
 
-class AnnotationStore:
+class AnnotationStore(VersionHistory):
     """Masks and review states of every annotator of every series under one folder."""
 
     def __init__(self, root, keep_versions: int = DEFAULT_KEEP_VERSIONS):
@@ -310,7 +293,7 @@ class AnnotationStore:
     def _newest_intact(self, folder: Path):
         for number in reversed(self.versions(folder.parent.name, folder.name)):
             try:
-                return self._read_version(folder, folder / "versions" / _VERSION_FILE.format(number))
+                return self._read_version(folder, folder / "versions" / VERSION_FILE.format(number))
             except DamagedStoreError:
                 continue
         return None
@@ -334,64 +317,6 @@ class AnnotationStore:
     def load_or_empty(self, volume: Volume, annotator: str) -> Annotation:
         return self.load(volume.key, annotator, volume) or Annotation.empty(volume, annotator)
 
-    # -- versions ----------------------------------------------------------------------------
-    def versions(self, series_key: str, annotator: str) -> list[int]:
-        """The ids of the kept versions, oldest first."""
-        folder = self.folder(series_key, annotator) / "versions"
-        found = []
-        for path in folder.glob("review-v*.json"):
-            digits = path.name[len("review-v"):-len(".json")]
-            if digits.isdigit():
-                found.append(int(digits))
-        return sorted(found)
-
-    def list_versions(self, series_key: str, annotator: str) -> list[VersionInfo]:
-        """Every kept version, oldest first (versions whose files are damaged are left out)."""
-        folder = self.folder(series_key, annotator)
-        committed = _read_json(folder / "review.json")
-        committed_id = committed.get("version") if isinstance(committed, dict) else None
-        infos = []
-        for number in self.versions(series_key, annotator):
-            payload = _read_json(folder / "versions" / _VERSION_FILE.format(number))
-            if not isinstance(payload, dict) or problem_with(payload, folder, FORMAT_VERSION):
-                continue
-            n_voxels = payload.get("n_voxels")
-            if not isinstance(n_voxels, int):
-                try:
-                    n_voxels = int(load_mask_nifti(confined(folder, payload["mask_file"]))[0].astype(bool).sum())
-                except (PtxError, OSError, TypeError):
-                    continue
-            states = ReviewLog(SliceReview.from_json(e) for e in payload["slices"]).counts()
-            infos.append(VersionInfo(number, payload.get("saved_at"), n_voxels,
-                                     {k: v for k, v in states.items() if v}, number == committed_id))
-        return infos
-
-    def load_version(self, series_key: str, annotator: str, version: int) -> Annotation:
-        folder = self.folder(series_key, annotator)
-        path = folder / "versions" / _VERSION_FILE.format(int(version))
-        if not path.is_file():
-            raise PtxError(f"Version {version} of '{annotator}' is not kept; kept: {self.versions(series_key, annotator)}.")
-        return self._read_version(folder, path)[0]
-
-    def restore_version(self, series_key: str, annotator: str, version_id: int) -> int:
-        """Make kept version ``version_id`` current again, saved as a new version (so it can be undone)."""
-        annotation = self.load_version(series_key, annotator, version_id)
-        annotation.version = max(self.versions(series_key, annotator), default=0)
-        return self.save(annotation, restored_from=int(version_id))
-
-    def recover(self, series_key: str, annotator: str, version_id: int | None = None) -> tuple[int, int]:
-        """Restore ``version_id`` or the newest intact kept version; returns (restored id, new id)."""
-        folder = self.folder(series_key, annotator)
-        candidates = [int(version_id)] if version_id is not None else list(reversed(self.versions(series_key, annotator)))
-        reasons = []
-        for number in candidates:
-            try:
-                return number, self.restore_version(series_key, annotator, number)
-            except DamagedStoreError as exc:
-                reasons.append(f"v{number}: {exc.reason}")
-        detail = "; ".join(reasons[:3]) or "none is kept"
-        raise PtxError(f"No intact version of '{annotator}' to recover in '{folder / 'versions'}' ({detail}).")
-
     # -- writing -----------------------------------------------------------------------------
     def save(self, annotation: Annotation, *, coalesce_key=None, restored_from: int | None = None) -> int:
         """Commit a new version atomically and return its id (takes the lock if not held).
@@ -414,7 +339,7 @@ class AnnotationStore:
         now = time.time()
         replaced, started = self._coalesced_with(folder, on_disk, coalesce_key, now)
         number = max([annotation.version, *on_disk]) + 1
-        mask_name = _MASK_FILE.format(number)
+        mask_name = MASK_FILE.format(number)
         with atomic_path(folder / mask_name, suffix=".nii.gz") as tmp:
             save_mask_nifti(annotation.mask, annotation.affine, tmp)
         previous = (annotation.version, annotation.saved_at)
@@ -424,7 +349,7 @@ class AnnotationStore:
             payload.update(mask_sha256=sha256_of(folder / mask_name), n_voxels=int(np.count_nonzero(annotation.mask)),
                            started_epoch=started if replaced is not None else now, saved_epoch=now,
                            coalesce_key=coalesce_key, **({"restored_from": restored_from} if restored_from else {}))
-            write_json_atomic(versions_dir / _VERSION_FILE.format(number), payload)
+            write_json_atomic(versions_dir / VERSION_FILE.format(number), payload)
             write_json_atomic(folder / "review.json", payload)  # the commit point
         except BaseException:
             annotation.version, annotation.saved_at = previous
@@ -434,23 +359,6 @@ class AnnotationStore:
             self._drop_version(folder, replaced)
         self._prune(folder)
         return number
-
-    def _coalesced_with(self, folder: Path, on_disk: list[int], coalesce_key, now: float):
-        """(id of the version this autosave replaces or None, when that version began)."""
-        if coalesce_key is None or not on_disk:
-            return None, None
-        newest = _read_json(folder / "versions" / _VERSION_FILE.format(on_disk[-1]))
-        committed = _read_json(folder / "review.json")
-        if not isinstance(newest, dict) or not isinstance(committed, dict) or committed.get("version") != on_disk[-1]:
-            return None, None  # never drop a version that is not the committed one
-        if newest.get("coalesce_key") is None:
-            return None, None  # an explicit save (import, predict, restore) is never replaced
-        started = newest.get("started_epoch")
-        if not isinstance(started, (int, float)):
-            return None, None
-        if newest["coalesce_key"] == coalesce_key or 0 <= now - started < COALESCE_SECONDS:
-            return on_disk[-1], float(started)
-        return None, None
 
     def save_proposal(self, series_key: str, annotator: str, mask: np.ndarray, affine: np.ndarray) -> None:
         """Keep the latest proposal overlay beside the annotator's mask (atomic; takes the lock)."""
@@ -479,7 +387,7 @@ class AnnotationStore:
                     leftover.unlink()
                 except OSError:
                     pass
-        payload = _read_json(folder / "review.json")
+        payload = read_json(folder / "review.json")
         if not isinstance(payload, dict) or problem_with(payload, folder, FORMAT_VERSION):
             return
         committed, current = confined(folder, payload["mask_file"]), folder / "mask.nii.gz"
@@ -493,32 +401,12 @@ class AnnotationStore:
         if not in_step:
             self._publish_current_mask(folder, committed)
 
-    def _drop_version(self, folder: Path, number: int) -> None:
-        (folder / "versions" / _VERSION_FILE.format(number)).unlink(missing_ok=True)
-        (folder / _MASK_FILE.format(number)).unlink(missing_ok=True)
-
-    def _prune(self, folder: Path) -> None:
-        kept = self.versions(folder.parent.name, folder.name)
-        committed = _read_json(folder / "review.json")
-        current = committed.get("version") if isinstance(committed, dict) else None
-        for number in kept[:-self.keep_versions]:
-            if number != current:
-                self._drop_version(folder, number)
-        fsync_dir(folder / "versions")
-
 
 def _stat_key(path: Path):
     try:
         info = path.stat()
         return info.st_ino, info.st_mtime_ns, info.st_size
     except OSError:
-        return None
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
         return None
 
 

@@ -8,10 +8,26 @@ load another annotator's mask.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
+from ptx_annotator.errors import PtxError
 from ptx_annotator.review.states import STATES
+
+FORMAT_VERSION = 1
+
+
+class DamagedStoreError(PtxError):
+    """A review file that is damaged or disagrees with its folder or mask; nothing was changed."""
+
+
+def read_json(path: Path):
+    """The parsed JSON of ``path``, or None when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
