@@ -32,6 +32,8 @@ MIN_LUNG_SHARE = 0.2
 MIN_LUNG_ML = 50.0
 #: How far below the carina (mm) the main bronchi are followed.
 CARINA_DEPTH_MM = 40.0
+#: A branch at the carina has at least this share of the trachea's lumen area just above it.
+CARINA_BRANCH_SHARE = 0.2
 
 _IN_PLANE_4 = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE_4[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
@@ -194,7 +196,8 @@ def _airways(small, body, affine, pixel_mm, z_mm) -> np.ndarray:
             merged = [i for i in touched if i not in keep and areas[i] > max_component_cm2 / 4]
             if not keep and not merged:
                 break
-            if carina_z is None and len(keep) >= 2:
+            # the carina: two bronchi of real size (a speck of oesophageal air beside the trachea is not one)
+            if carina_z is None and sum(areas[i] >= CARINA_BRANCH_SHARE * previous_cm2 for i in keep) >= 2:
                 carina_z = z
             if carina_z is not None and abs(z - carina_z) > max_slices_below_carina:
                 break

@@ -35,6 +35,10 @@ from ptx_annotator.volume import Volume
 
 _IN_PLANE_4 = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE_4[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+#: HU of aerated lung parenchyma (ringing pleural air on its visceral side), above air, below soft tissue.
+LUNG_HU = (-930.0, -400.0)
+#: Lung vessels and septa read above this HU after light smoothing; pleural air never does.
+VESSEL_HU = -800.0
 _Z_ONLY = np.zeros((3, 3, 3), dtype=bool)
 _Z_ONLY[:, 1, 1] = True
 
@@ -61,11 +65,13 @@ class ClassicalProposer:
         Clean-up of the final mask.
     """
 
-    source_id = "classical-v1"
+    source_id = "classical-v2"
 
     def __init__(self, air_threshold_hu: float = -950.0, core_margin_hu: float = 35.0, min_core_ml: float = 2.0,
                  wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,
-                 min_component_ml: float = 0.3, max_hole_mm2: float = 100.0):
+                 min_component_ml: float = 0.3, max_hole_mm2: float = 100.0, min_wall_share: float = 0.25,
+                 min_lung_share: float = 0.1, lung_ring_mm: float = 3.0, rim_zone_mm: float = 5.0,
+                 vessel_free_mm: float = 2.5):
         self.air_threshold_hu = float(air_threshold_hu)
         self.core_margin_hu = float(core_margin_hu)
         self.min_core_ml = float(min_core_ml)
@@ -74,13 +80,20 @@ class ClassicalProposer:
         self.near_core_mm = float(near_core_mm)
         self.min_component_ml = float(min_component_ml)
         self.max_hole_mm2 = float(max_hole_mm2)
+        self.min_wall_share = float(min_wall_share)
+        self.min_lung_share = float(min_lung_share)
+        self.lung_ring_mm = float(lung_ring_mm)
+        self.rim_zone_mm = float(rim_zone_mm)
+        self.vessel_free_mm = float(vessel_free_mm)
 
     def describe(self) -> dict:
         return {"method": "pleural air: HU cores at the chest wall + bounded growth (Do et al. 2012)",
                 "air_threshold_hu": self.air_threshold_hu, "core_margin_hu": self.core_margin_hu,
                 "min_core_ml": self.min_core_ml, "wall_band_mm": self.wall_band_mm, "grow_sd": self.grow_sd,
                 "near_core_mm": self.near_core_mm, "min_component_ml": self.min_component_ml,
-                "max_hole_mm2": self.max_hole_mm2}
+                "max_hole_mm2": self.max_hole_mm2, "min_wall_share": self.min_wall_share,
+                "min_lung_share": self.min_lung_share, "lung_ring_mm": self.lung_ring_mm,
+                "rim_zone_mm": self.rim_zone_mm, "vessel_free_mm": self.vessel_free_mm}
 
     def iter_slices(self, volume: Volume, first_slice: int | None = None,
                     should_cancel: Callable[[], bool] | None = None) -> Iterator[SliceResult]:
@@ -118,29 +131,69 @@ class ClassicalProposer:
         candidates = hemi & ~ndi.binary_dilation(airways, _IN_PLANE_4, iterations=3)
         band = hemi & ~ndi.binary_erosion(hemi, _IN_PLANE_4, iterations=max(1, round(self.wall_band_mm / pixel_mm)),
                                           border_value=0)
-
-        core = candidates & (smooth < core_hu)
+        # along the wall a 3x3 in-plane median keeps a rim two pixels wide at the air level, where the
+        # Gaussian mixes it with the wall; deeper in, the Gaussian keeps dark lung between vessels out
+        rim_zone = hemi & ~ndi.binary_erosion(hemi, _IN_PLANE_4, iterations=max(1, round(self.rim_zone_mm / pixel_mm)),
+                                              border_value=0)
+        median = ndi.median_filter(hu, size=(1, 3, 3))
+        rim_like = rim_zone & (median < core_hu)
+        core = candidates & ((smooth < core_hu) | rim_like)
         labels, n = ndi.label(core, np.ones((3, 3, 3), dtype=bool))
         if n == 0:
             return np.zeros(hemi.shape, dtype=np.uint8)
         sizes = np.bincount(labels.ravel())
         at_wall = np.unique(labels[band & (labels > 0)])
-        keep = [i for i in at_wall if i > 0 and sizes[i] * voxel_ml >= self.min_core_ml]
+        keep = [int(i) for i in at_wall if i > 0 and sizes[i] * voxel_ml >= self.min_core_ml]
+        keep = _pleural_shaped(labels, keep, hemi, hu, self.min_wall_share, self.min_lung_share,
+                               max(1, round(self.lung_ring_mm / pixel_mm)))
         if not keep:
             return np.zeros(hemi.shape, dtype=np.uint8)
         core = np.isin(labels, keep)
 
         near = ndi.binary_dilation(core, _IN_PLANE_4, iterations=max(1, round(self.near_core_mm / pixel_mm)))
-        allowed = candidates & (hu < grow_hu) & (band | near)
+        # pleural air holds no vessels: away from the wall, growth needs a vessel-free neighbourhood
+        # (dark, emphysematous or noisy lung reads as air voxel by voxel, never without vessels)
+        reach = max(1, round(self.vessel_free_mm / pixel_mm))
+        vessel_free = ndi.maximum_filter(smooth, size=(1, 2 * reach + 1, 2 * reach + 1)) < VESSEL_HU
+        rim_air = rim_zone & (median < grow_hu)
+        allowed = candidates & (hu < grow_hu) & (band | near) & (vessel_free | rim_air)
         grown = ndi.binary_propagation(core, _IN_PLANE_4, mask=allowed)
         # slices a thin rim crosses without a core: seed them from the neighbouring slice's air
-        z_seedable = allowed & (smooth < air_mean + 2 * self.core_margin_hu)
+        z_seedable = allowed & (smooth < air_mean + 2 * self.core_margin_hu) & (vessel_free | rim_like)
         for _ in range(4):
             seeds = ndi.binary_dilation(grown, _Z_ONLY) & z_seedable & ~grown
             if not seeds.any():
                 break
             grown = ndi.binary_propagation(grown | seeds, _IN_PLANE_4, mask=allowed | grown)
+        # the air's edge beside the lung lies within ``reach`` of a vessel-free voxel: take it back
+        grown |= ndi.binary_dilation(grown, _IN_PLANE_4, iterations=reach) & candidates & (hu < grow_hu)
         return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
+
+
+def _pleural_shaped(labels, keep, hemi, hu, min_wall_share, min_lung_share, ring_px) -> list[int]:
+    """The core components shaped like pleural air: along the chest wall, with aerated lung beside them.
+
+    Pleural air lies between the parietal pleura (chest wall) and the visceral pleura (lung): a
+    good share of its in-plane outline touches the wall, and the tissue just around it is partly
+    aerated lung. A bulla or subpleural bleb is round and lung-bound (it touches the wall at a
+    point); bowel gas under the diaphragm is ringed by bowel wall and organs, not lung.
+    """
+    if not keep:
+        return []
+    index = np.asarray(keep)
+    footprint = np.zeros((1, 3, 3), dtype=bool)
+    footprint[0] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    inner = ndi.grey_erosion(labels, footprint=footprint)
+    outline = (labels > 0) & (inner != labels)
+    wall = ndi.binary_dilation(~hemi, _IN_PLANE_4, border_value=1)
+    wall_share = ndi.sum(outline & wall, labels, index) / np.maximum(ndi.sum(outline, labels, index), 1)
+    ring_footprint = np.zeros((1, 2 * ring_px + 1, 2 * ring_px + 1), dtype=bool)
+    yy, xx = np.ogrid[-ring_px: ring_px + 1, -ring_px: ring_px + 1]
+    ring_footprint[0] = yy ** 2 + xx ** 2 <= ring_px ** 2
+    ring = ndi.grey_dilation(labels, footprint=ring_footprint) * (labels == 0)
+    lung = (hu > LUNG_HU[0]) & (hu < LUNG_HU[1])
+    lung_share = ndi.mean(lung, ring, index) if index.size else []
+    return [int(i) for i, w, g in zip(index, wall_share, lung_share) if w >= min_wall_share and g >= min_lung_share]
 
 
 def _clean(mask: np.ndarray, spacing, min_component_ml: float, max_hole_mm2: float) -> np.ndarray:

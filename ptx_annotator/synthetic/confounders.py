@@ -107,11 +107,15 @@ def _ball(shape, spacing, centre, radii_mm) -> tuple[tuple, np.ndarray]:
 
 
 def _cysts(volume, hu, anatomy, side, rng, spacing, avoid, count, radius_mm, touching_wall):
+    from ptx_annotator.geometry import bounding_box
+
     lung = _aerated_lung(hu, anatomy, side, avoid)
-    if touching_wall:
-        depth = ndi.distance_transform_edt(anatomy.hemithorax(side), sampling=spacing)
-    else:
-        depth = ndi.distance_transform_edt(ndi.binary_closing(lung, iterations=2), sampling=spacing)
+    depth = np.zeros(volume.shape, dtype=np.float32)
+    box = bounding_box(anatomy.hemithorax(side), margin=(1, 4, 4))
+    if box is None:
+        return np.zeros(volume.shape, bool), np.zeros(volume.shape, bool), {"radii_mm": []}
+    inside = anatomy.hemithorax(side)[box] if touching_wall else ndi.binary_closing(lung[box], iterations=2)
+    depth[box] = ndi.distance_transform_edt(np.pad(inside, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
     air = np.zeros(volume.shape, dtype=bool)
     wall = np.zeros(volume.shape, dtype=bool)
     radii = []

@@ -28,6 +28,8 @@ FRACTION_TOLERANCE = 0.01
 PLEURAL_LINE_HU = -150.0
 #: HU of serous pleural fluid (hydropneumothorax).
 FLUID_HU = 15.0
+#: Depth (mm) of the dark edge-enhancement halo of sharp kernels inside the chest wall's edge.
+HALO_MM = 2.5
 #: Compressed parenchyma is not made denser than this (HU).
 MAX_COMPRESSED_HU = -200.0
 
@@ -253,6 +255,10 @@ def _collapse_lung(volume, anatomy, side, box, hemi, ptx, depth, thickness) -> n
     lung = anatomy.lung(side)[box]
     lung_median = float(np.median(source[lung])) if lung.any() else -850.0
     source = np.where(hemi, source, lung_median)  # never sample chest wall into the lung
+    # a sharp kernel's dark halo beside the chest wall belongs to the wall's edge, not to the lung:
+    # it must not move inwards with the lung (the new lung edge borders air, not bone)
+    halo = hemi & (depth < HALO_MM) & (source < lung_median)
+    source = np.where(halo, lung_median, source)
 
     grid = np.indices(hemi.shape, dtype=np.float32)
     centre = _hilum_point(volume, lung if lung.any() else hemi, side, box)

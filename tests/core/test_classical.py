@@ -20,7 +20,7 @@ def anatomy(tcia_volume):
 
 def test_untouched_ct_has_at_most_5_ml_of_false_pleural_air(tcia_volume):
     proposal = propose_volume(ClassicalProposer(), tcia_volume)
-    assert proposal.completed and proposal.source == "classical-v1"
+    assert proposal.completed and proposal.source == "classical-v2"
     assert proposal.mask.sum() * tcia_volume.voxel_volume_ml <= 5.0
 
 
@@ -30,7 +30,7 @@ def test_finds_a_simulated_pneumothorax(tcia_volume, anatomy, side, fraction, se
     found = propose_volume(get_proposer(proposer="classical"), sim.volume).mask.astype(bool)
     truth = sim.mask.astype(bool)
     assert dice(found, truth) >= 0.85
-    assert anatomy.hemithorax(side)[found].mean() > 0.99  # on the side asked, in the pleural cavity
+    assert anatomy.hemithorax(side)[found].mean() > 0.98  # on the side asked, in the (untouched CT's) pleural cavity
     # bowel gas, outside air and the airways are never proposed
     assert not np.any(found & anatomy.outside_air)
     assert (found & anatomy.airways).sum() * tcia_volume.voxel_volume_ml < 0.5
@@ -51,3 +51,24 @@ def test_slices_come_priority_first_and_cancel_between_slices(tcia_volume, anato
     assert list(proposer.iter_slices(sim.volume, should_cancel=lambda: True)) == []
     params = proposer.describe()
     assert params["air_threshold_hu"] == -950.0 and "Do et al." in params["method"]
+
+
+def test_finds_a_thin_anterior_rim(tcia_volume, anatomy):
+    """2 mm of air along the anterior chest wall: the occult pneumothorax CT is ordered to find."""
+    sim = simulate_pneumothorax(tcia_volume, "right", rim_mm=2.0, seed=11, anatomy=anatomy)
+    found = ClassicalProposer().segment(sim.volume).astype(bool)
+    truth = sim.mask.astype(bool)
+    assert (found & truth).sum() >= 0.5 * truth.sum()  # detected: most of the rim covered
+    assert dice(found, truth) >= 0.75
+
+
+@pytest.mark.parametrize("kinds", [("bulla", "subpleural_bleb"), ("subcutaneous_emphysema", "pneumomediastinum")])
+def test_ignores_air_that_is_not_pneumothorax(tcia_volume, anatomy, kinds):
+    from ptx_annotator.synthetic.cases import simulate_case
+
+    spec = {"confounders": [{"kind": kind, "side": side, "seed": 40 + i}
+                            for i, kind in enumerate(kinds) for side in ("right", "left")]}
+    case = simulate_case(tcia_volume, spec, anatomy=anatomy)
+    assert case.confounder_mask.sum() * tcia_volume.voxel_volume_ml > 5  # there is air to be fooled by
+    found = ClassicalProposer().segment(case.volume)
+    assert found.sum() * tcia_volume.voxel_volume_ml <= 5.0
