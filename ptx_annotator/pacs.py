@@ -85,21 +85,21 @@ def reader_segs(connection: Connection, ref: StudyRef, series: list[dict] | None
     from ptx_annotator.review.store import safe_annotator_name
 
     found = []
-    for series in series if series is not None else connection.series(ref.study_uid):
-        if series["modality"] != SEG_MODALITY or not series["instances"]:
+    for one in series if series is not None else connection.series(ref.study_uid):
+        if one["modality"] != SEG_MODALITY or not one["instances"]:
             continue
-        instances = connection.instances(ref.study_uid, series["series_uid"])
+        instances = connection.instances(ref.study_uid, one["series_uid"])
         if not instances:
             continue
         newest = max(instances, key=lambda i: i["number"])
-        meta = connection.instance_metadata(ref.study_uid, series["series_uid"], newest["sop_uid"])
+        meta = connection.instance_metadata(ref.study_uid, one["series_uid"], newest["sop_uid"])
         creator = meta["creator"] or ""
         try:
             reader = safe_annotator_name(creator.split("^")[0]) if creator else None
         except PtxError:
             reader = None
         if reader:
-            found.append(ServerSeg(reader, series["series_uid"], newest["sop_uid"], newest["number"],
+            found.append(ServerSeg(reader, one["series_uid"], newest["sop_uid"], newest["number"],
                                    meta["description"], len(instances) - 1))
     return found
 
@@ -205,7 +205,10 @@ def _only_pulled(annotation) -> bool:
     imports = (annotation.extra or {}).get("imports") or []
     if not str(imports[-1].get("path", "")).startswith(os.fspath(_seg_cache_base())):
         return False
-    return all(entry.state == "unreviewed" or entry.source == f"import:{name}" for entry in annotation.review)
+    from ptx_annotator.provenance import IMPORT_PREFIX
+    from ptx_annotator.review.states import UNREVIEWED
+
+    return all(entry.state == UNREVIEWED or entry.source == f"{IMPORT_PREFIX}{name}" for entry in annotation.review)
 
 
 def _seg_cache_base() -> Path:

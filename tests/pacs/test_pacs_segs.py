@@ -128,3 +128,36 @@ def test_a_seg_referencing_other_instances_is_skipped_with_a_note(orthanc, works
     assert "skipped the SEG of 'hana'" in err and orthanc.ct_study in err
     assert "No saved mask of annotator 'hana'" in err
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_a_readers_newer_push_replaces_what_was_pulled_but_never_local_work(orthanc, workstation, tmp_path, capsys):
+    assert run_cli(["info", orthanc.study_url()], capsys)[0] == 0
+    volume = load_volume(cached_ct(parse_study_url(orthanc.study_url())))
+    old, new = reader_mask(volume.shape, 40, 2), reader_mask(volume.shape, 44, 3)
+    for name, mask in (("old", old), ("new", new)):
+        save_mask_nifti(mask, volume.affine, tmp_path / f"{name}.nii.gz")
+    elsewhere = tmp_path / "jo_machine"
+    push_from_process(orthanc, elsewhere, "jo", tmp_path / "old.nii.gz")
+
+    def pulled() -> tuple[np.ndarray, str]:
+        status, out, err = run_cli(["export", orthanc.study_url(), "--annotator", "jo", "--format", "nifti",
+                                    "--out", str(tmp_path / "jo.nii.gz")], capsys)
+        assert status == 0, err
+        from ptx_annotator.io import load_mask_nifti
+
+        return load_mask_nifti(tmp_path / "jo.nii.gz")[0], err
+
+    assert np.array_equal(pulled()[0], old)
+    env = environment_for(elsewhere, orthanc.auth)
+    for argv in (["import", orthanc.study_url(), str(tmp_path / "new.nii.gz"), "--annotator", "jo", "--replace"],
+                 ["push", orthanc.study_url(), "--annotator", "jo"]):
+        done = subprocess.run([sys.executable, "-m", "ptx_annotator", *argv], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert np.array_equal(pulled()[0], new), "the newer push replaces the pulled mask"
+    status, out, err = run_cli(["import", orthanc.study_url(), str(tmp_path / "old.nii.gz"), "--annotator", "jo",
+                                "--replace"], capsys)
+    assert status == 0, err  # now this machine has its own work for 'jo'
+    mask, err = pulled()
+    assert np.array_equal(mask, old), "local work is never overwritten by a pull"
+    assert "kept the local mask of 'jo' (the server has their SEG #2 too)" in err
