@@ -29,6 +29,8 @@ def state_of(k: int) -> str:
 
 
 def main(store_root: str, log_path: str) -> None:
+    import nibabel  # noqa: F401  (imported now, so the kills land in saves, not in a first import)
+
     from ptx_annotator.review.store import AnnotationStore
 
     volume = small_volume()

@@ -74,7 +74,7 @@ def test_kill_9_during_saves_never_loses_or_mixes_a_version(tmp_path):
     RESULTS["kill-9-loop"] = {"rc": 0, "expected": 0, "traceback": False, "fragment": True, "store_changed": False,
                               "refused": False, "line": f"{KILLS} kills, {inside} inside a save, loaded {loaded}"}
     print(f"kill -9 loop: {KILLS} kills, {inside} landed inside a save; versions loaded after each: {loaded}")
-    assert inside >= KILLS // 2 and previous > 0  # the kills hit saves, and the work kept growing
+    assert inside >= KILLS // 2 and sum(k is not None for k in loaded) >= KILLS // 2  # kills hit saves past the first
 
 
 def _committed_mask(folder):
