@@ -209,7 +209,10 @@ def registry_for(path_or_store) -> ModelRegistry:
         return ModelRegistry(path)
     if (path / "models" / REGISTRY_FILE).is_file():
         return ModelRegistry(path / "models")
-    if (path / ".ptx" / "models" / REGISTRY_FILE).is_file():
-        return ModelRegistry(path / ".ptx" / "models")
+    from ptx_annotator.review.store import store_root_for  # the one store-root rule
+
+    study_models = store_root_for(path_or_store) / "models"
+    if (study_models / REGISTRY_FILE).is_file():
+        return ModelRegistry(study_models)
     raise PtxError(f"No model registry found at '{path}' (looked for registry.json in it, in models/ and in "
                    ".ptx/models/). Train a model first with 'ptx-annotate train'.")
