@@ -120,7 +120,7 @@ def load_canvas(name: str):
     return volume
 
 
-def run(cts, names, proposer_factory, out_dir: Path, label: str) -> list[dict]:
+def run(cts, names, proposer_factory, out_dir: Path, label: str, held_out_names=None) -> list[dict]:
     from ptx_annotator.anatomy import segment_thorax
     from ptx_annotator.proposers.contract import propose_volume
     from ptx_annotator.synthetic.cases import simulate_case
@@ -132,7 +132,7 @@ def run(cts, names, proposer_factory, out_dir: Path, label: str) -> list[dict]:
             continue
         volume = load_canvas(ct)
         anatomy = segment_thorax(volume)
-        for name in names:
+        for name in names if ct in TUNING_CTS or not held_out_names else held_out_names:
             spec, location, rim, confounder = SPECS[name]
             started = time.perf_counter()
             case = simulate_case(volume, spec, anatomy=anatomy)
@@ -225,16 +225,39 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def report(rows: list[dict], summary: dict, out_dir: Path, label: str) -> None:
+    """Write the JSON, the markdown tables and the PNG; print the summary and the tables."""
+    summary["canvases"] = {c: str(CTS[c].relative_to(DATA.parent)) + (f" (re-acquired at {REACQUIRE[c]} mm)"
+                                                                       if c in REACQUIRE else "")
+                           for c in dict.fromkeys(r["ct"] for r in rows)}
+    text = tables(rows)
+    (out_dir / f"ptx_suite_{label}.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    (out_dir / f"ptx_suite_{label}.md").write_text(json.dumps(summary, indent=1) + "\n" + text + "\n")
+    plot(rows, out_dir / f"ptx_suite_{label}.png", label)
+    print(json.dumps(summary, indent=1))
+    print(text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"{len(QUICK)} cases on the TCIA CT only")
     parser.add_argument("--cts", nargs="+", choices=sorted(CTS), help="canvases (default: all shared chest CTs)")
     parser.add_argument("--cases", nargs="+", choices=sorted(SPECS), help="case names (default: all)")
+    parser.add_argument("--held-out-cases", nargs="+", choices=sorted(SPECS),
+                        help="a shorter case list for the held-out (big) CTs, to fit the CPU time")
     parser.add_argument("--checkpoint", help="score this U-Net checkpoint instead of the classical proposer")
     parser.add_argument("--trained-on", nargs="*", default=[], choices=sorted(CTS),
                         help="canvases the checkpoint was trained on: skipped (leave-one-CT-out)")
     parser.add_argument("--out", default="benchmarks/out", help="folder for the JSON, the tables and the PNG")
+    parser.add_argument("--from-rows", metavar="JSON",
+                        help="summarise rows an earlier run wrote (its .partial.json when it was stopped)")
     args = parser.parse_args(argv)
+    if args.from_rows:
+        rows = json.loads(Path(args.from_rows).read_text())
+        out_dir = Path(args.out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report(rows, summarise(rows), out_dir, rows[0]["proposer"] if rows else "classical")
+        return 0
     import torch
 
     torch.set_num_threads(2)
@@ -256,17 +279,10 @@ def main(argv=None) -> int:
         label = "classical"
         factory = ClassicalProposer
     started = time.perf_counter()
-    rows = run(cts, names, factory, out_dir, label)
+    rows = run(cts, names, factory, out_dir, label, args.held_out_cases)
     summary = summarise(rows)
     summary["wall_minutes"] = round((time.perf_counter() - started) / 60, 1)
-    summary["canvases"] = {c: str(CTS[c].relative_to(DATA.parent)) + (f" (re-acquired at {REACQUIRE[c]} mm)"
-                                                                       if c in REACQUIRE else "") for c in cts}
-    text = tables(rows)
-    (out_dir / f"ptx_suite_{label}.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
-    (out_dir / f"ptx_suite_{label}.md").write_text(json.dumps(summary, indent=1) + "\n" + text + "\n")
-    plot(rows, out_dir / f"ptx_suite_{label}.png", label)
-    print(json.dumps(summary, indent=1))
-    print(text)
+    report(rows, summary, out_dir, label)
     return 0
 
 
