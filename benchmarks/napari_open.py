@@ -125,7 +125,7 @@ def _time_bulk_accept(widget, session) -> None:
     import numpy as np
     from qtpy.QtWidgets import QApplication
 
-    from ptx_annotator.plugins.napari import _review_widget
+    from ptx_annotator.plugins.napari import _dialogs
     from ptx_annotator.proposers.contract import SliceResult
 
     n = session.n_slices
@@ -136,7 +136,7 @@ def _time_bulk_accept(widget, session) -> None:
                                                z + 1, n))
     session.finish_proposal(True)
     QApplication.processEvents()
-    _review_widget.confirm = lambda *args: True  # the confirmation dialog is answered at once
+    _dialogs.confirm = lambda *args: True  # the confirmation dialog is answered at once
     widget.range_form.first.value, widget.range_form.last.value = 0, n - 1
     proposed = len(session.proposed_slices())
     start = time.perf_counter()

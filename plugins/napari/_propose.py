@@ -171,7 +171,7 @@ class ProposalController:
         run.slices_done += 1
         if session.add_proposal_slice(item):
             run.changed += 1
-        if run.progress is not None:
+        if run.progress is not None:  # last: the activity dock may process pending events (even the run's end)
             run.progress.update(1)
 
     def _on_error(self, run: ProposalRun, exc) -> None:

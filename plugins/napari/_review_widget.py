@@ -14,11 +14,12 @@ import os
 import time
 
 from qtpy.QtCore import QEvent, QTimer
-from qtpy.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
+from qtpy.QtWidgets import QApplication, QFileDialog, QWidget
 
 from ptx_annotator.errors import PtxError
 from ptx_annotator.review.session import ReviewSession
 
+from . import _dialogs
 from ._autosave import SessionSaver
 from ._guard import never_raises
 from ._layers import WINDOWS, add_review_layers, set_window, volume_from_layer
@@ -29,27 +30,6 @@ from ._review_ui import CHECKPOINT_ENTRY, build_review_controls
 from ._review_views import ROLE_VERSION, SessionViews, painted_slices
 from ._settings import remember_annotator, remembered_annotator
 from ._shortcuts import SHORTCUTS
-
-
-def confirm(parent, title: str, text: str) -> bool:
-    """Ask a yes/no question (tests replace this function)."""
-    return QMessageBox.question(parent, title, text) == QMessageBox.Yes
-
-
-def choose_store(parent, proposed: str) -> str | None:
-    """Ask where to save annotations of a layer's study: ``proposed``, another folder, or None (memory only)."""
-    box = QMessageBox(parent)
-    box.setWindowTitle("Where to save annotations")
-    box.setText(f"Your mask and review states will be saved to\n{proposed}\n(inside the study folder).")
-    save = box.addButton("Save there", QMessageBox.AcceptRole)
-    other = box.addButton("Choose another folder…", QMessageBox.ActionRole)
-    box.addButton("Keep in memory only", QMessageBox.RejectRole)
-    box.exec()
-    if box.clickedButton() is save:
-        return proposed
-    if box.clickedButton() is other:
-        return QFileDialog.getExistingDirectory(parent, "Folder for the annotations") or None
-    return None
 
 
 class ReviewWidget(QWidget):
@@ -159,7 +139,7 @@ class ReviewWidget(QWidget):
             raise PtxError("Type your annotator name first (it names your mask in the store).")
         root = (layer.metadata or {}).get("ptx_store_root")
         if root is None and os.path.exists(volume.source):
-            root = choose_store(self, os.fspath(store_root_for(volume.source)))
+            root = _dialogs.choose_store(self, os.fspath(store_root_for(volume.source)))
         store = AnnotationStore.for_study(volume.source, root) if root else None
         self.attach(volume, store, annotator, image_layer=layer)
 
@@ -238,8 +218,8 @@ class ReviewWidget(QWidget):
             return []
         empty = [z for z in session.empty_proposed_slices() if first <= z <= last]
         text = (f"Accept {len(chosen)} proposed slices ({first}–{last}) as shown? {len(empty)} of them are empty"
-                + (f": {_compact(empty)}." if empty else "."))
-        if not confirm(self, "Accept range", text):
+                + (f": {_dialogs.compact(empty)}." if empty else "."))
+        if not _dialogs.confirm(self, "Accept range", text):
             return []
         accepted = session.accept_slices(chosen)
         self._status(f"Accepted {len(accepted)} slices ({len(empty)} empty); Ctrl+Z undoes it.")
@@ -252,8 +232,8 @@ class ReviewWidget(QWidget):
         if not empty:
             self._status("No empty proposed slice is left.")
             return []
-        if not confirm(self, "Accept empty slices", f"Accept {len(empty)} empty proposed slices "
-                                                     f"({_compact(empty)}) as 'no pneumothorax'?"):
+        if not _dialogs.confirm(self, "Accept empty slices", f"Accept {len(empty)} empty proposed slices "
+                                                              f"({_dialogs.compact(empty)}) as 'no pneumothorax'?"):
             return []
         accepted = session.accept_empty_proposed()
         self._status(f"Accepted {len(accepted)} empty slices; Ctrl+Z undoes it.")
@@ -501,19 +481,3 @@ class ReviewWidget(QWidget):
             show_error(text)
         except Exception:  # noqa: BLE001 - a notification must never break the widget
             pass
-
-
-def _compact(indices) -> str:
-    """``[1, 2, 3, 7]`` -> ``"1–3, 7"``."""
-    runs, start, previous = [], None, None
-    for z in sorted(indices):
-        if start is None:
-            start = previous = z
-        elif z == previous + 1:
-            previous = z
-        else:
-            runs.append((start, previous))
-            start = previous = z
-    if start is not None:
-        runs.append((start, previous))
-    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in runs)

@@ -66,15 +66,17 @@ def test_screenshot_shows_the_ct_and_the_overlay(qapp, mock_app_model, phantom, 
 
 def test_cli_screenshot_shows_proposal_and_reader_mask_in_different_colours(qapp, mock_app_model, phantom, tmp_path,
                                                                            monkeypatch, capsys):
-    """`ptx-annotate STUDY --screenshot PNG`, headless: the classical proposal is an amber outline, the
-    reader's saved mask a red fill; where the reader erased half the pneumothorax only the outline shows."""
-    pytest.importorskip("ptx_annotator.proposers.classical")
+    """`ptx-annotate STUDY --screenshot PNG`, headless: the proposal is an amber outline, the reader's
+    saved mask a red fill; where the reader erased half the pneumothorax only the outline shows. (The
+    proposer is the phantom's truth here; the classical one on a real CT is the next test.)"""
     from ptx_annotator.cli import main
     from ptx_annotator.io import load_volume
+    from ptx_annotator.plugins.napari import _propose
     from ptx_annotator.review.store import Annotation, AnnotationStore
 
     monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
     case, ct_path = phantom
+    monkeypatch.setattr(_propose, "make_proposer", lambda checkpoint=None: TruthProposer(case.truth))
     busy = int(np.argmax(case.truth.sum(axis=(1, 2))))
     volume = load_volume(ct_path)
     reader = Annotation.empty(volume, "reader")
@@ -97,3 +99,23 @@ def test_cli_screenshot_shows_proposal_and_reader_mask_in_different_colours(qapp
     assert reader_pixels(mask_only) > reader_pixels(neither) + 300  # red: the reader's fill
     assert reader_pixels(both) > reader_pixels(neither) + 300
     assert AnnotationStore(store).load(volume.key, "nobody") is None  # a screenshot writes nothing
+
+
+def test_cli_screenshot_of_a_real_ct_shows_the_classical_proposal(qapp, mock_app_model, tcia_volume, tmp_path,
+                                                                  monkeypatch, capsys):
+    """The real TCIA CT with a simulated right pneumothorax: the classical proposer's outline shows."""
+    from ptx_annotator.anatomy import segment_thorax
+    from ptx_annotator.cli import main
+    from ptx_annotator.io.ct_writer import write_ct_nifti
+    from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
+
+    monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
+    sim = simulate_pneumothorax(tcia_volume, "right", 0.2, seed=0, anatomy=segment_thorax(tcia_volume))
+    (tmp_path / "study").mkdir()
+    ct_path = str(write_ct_nifti(sim.volume, sim.volume.hu, tmp_path / "study" / "ct.nii.gz"))
+    busy = int(np.argmax(sim.mask.sum(axis=(1, 2))))
+    out = tmp_path / "real.png"
+    assert main([ct_path, "--annotator", "viewer", "--store", str(tmp_path / "store"), "--screenshot", str(out),
+                 "--slice", str(busy)]) == 0
+    assert "screenshot written" in capsys.readouterr().out
+    assert proposal_pixels(np.asarray(Image.open(out).convert("RGB"))) > 100
