@@ -14,9 +14,12 @@ Fill between slices
     A shape facing an empty key slice tapers off and vanishes halfway; two shapes that do not
     overlap are first moved towards their common centre, so the blend travels between them.
 Region growing
-    The 6-connected component of voxels within ``hu_range`` that contains the seed; when it holds
-    more than ``max_ml``, the voxels nearest the seed (in mm) up to ``max_ml`` that stay connected
-    to it.
+    The 6-connected component around the seed of voxels within ``hu_range`` (default
+    :data:`GROW_CORE_HU`, the pleural-air level of Do et al. 2012: growth through the looser brush
+    range leaks into low-density lung), airways and air outside the body left out; then one
+    in-plane step into neighbours within :data:`PLEURAL_AIR_HU` (noisy edge voxels of the air).
+    When it holds more than ``max_ml``, the voxels nearest the seed (in mm) up to ``max_ml`` that
+    stay connected to it.
 """
 
 from __future__ import annotations
@@ -25,14 +28,19 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ptx_annotator.errors import PtxError
+from ptx_annotator.geometry import bounding_box
 from ptx_annotator.geometry import voxel_volume_ml
 from ptx_annotator.review.states import EDITED, REVIEWED_STATES
 
 #: Air in the pleural space: from below the air level of any scanner up to where the aerated lung
 #: starts (lung parenchyma averages -850..-950 HU, see proposers/classical.py).
 PLEURAL_AIR_HU = (-1100.0, -900.0)
+#: Voxels whose HU lies here seed and carry region growing (Do et al. 2012: below about -950 HU).
+GROW_CORE_HU = (-1100.0, -950.0)
 #: Brush diameter in pixels: the review widget's Labels layer starts with this size.
 DEFAULT_BRUSH_SIZE = 8
+#: Pixels kept around the key masks when interpolating (the edge of the box is outside both).
+INTERPOLATION_MARGIN_PX = 2
 #: Region growing stops at this volume (a large pneumothorax is a few hundred mL; a whole
 #: hemithorax holds about 2-3 L).
 DEFAULT_GROW_MAX_ML = 1500.0
@@ -79,7 +87,21 @@ def signed_distance(mask_slice: np.ndarray, spacing_yx) -> np.ndarray:
 
 
 def interpolate_slices(first: np.ndarray, last: np.ndarray, n_between: int, spacing_yx) -> list[np.ndarray]:
-    """``n_between`` masks blending ``first`` into ``last`` (shape-based interpolation)."""
+    """``n_between`` masks blending ``first`` into ``last`` (shape-based interpolation).
+
+    Worked out in the box around both masks (the blend never leaves it), so a fill stays quick.
+    """
+    first, last = np.asarray(first) > 0, np.asarray(last) > 0
+    out = [np.zeros(first.shape, np.uint8) for _ in range(n_between)]
+    box = bounding_box(first | last, margin=INTERPOLATION_MARGIN_PX)
+    if box is None:
+        return out
+    for full, part in zip(out, _interpolate_in_box(first[box], last[box], n_between, spacing_yx)):
+        full[box] = part
+    return out
+
+
+def _interpolate_in_box(first: np.ndarray, last: np.ndarray, n_between: int, spacing_yx) -> list[np.ndarray]:
     a, b = signed_distance(first, spacing_yx), signed_distance(last, spacing_yx)
     if np.isinf(a).all() and np.isinf(b).all():
         fill = bool(a.flat[0] > 0 and b.flat[0] > 0)
@@ -105,24 +127,40 @@ def interpolate_slices(first: np.ndarray, last: np.ndarray, n_between: int, spac
     return out
 
 
-def grow_air_region(hu: np.ndarray, seed_zyx, hu_range=PLEURAL_AIR_HU, max_ml: float = DEFAULT_GROW_MAX_ML,
-                    spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
-    """The air region around ``seed_zyx`` (see the module doc); a boolean volume."""
+def check_seed(hu: np.ndarray, seed_zyx, hu_range, allowed: np.ndarray | None = None) -> tuple[int, int, int]:
+    """The seed as a (z, y, x) tuple, or a one-line :class:`PtxError` saying why it cannot seed growth."""
     seed = tuple(int(v) for v in seed_zyx)
     if len(seed) != 3 or not all(0 <= s < n for s, n in zip(seed, hu.shape)):
-        raise PtxError(f"The seed {seed} lies outside the CT {hu.shape}; click inside the image.")
-    low, high = hu_range
-    value = float(hu[seed])
+        raise PtxError(f"The seed {seed} lies outside the CT {tuple(hu.shape)}; click inside the image.")
+    value, (low, high) = float(hu[seed]), hu_range
     if not low <= value <= high:
         raise PtxError(f"The seed voxel {seed} has {value:.0f} HU, outside the air range {low:.0f}..{high:.0f} HU: "
                        "click inside the pleural air.")
-    inside = (hu >= low) & (hu <= high)
-    labels, _ = ndi.label(inside)
+    if allowed is not None and not allowed[seed]:
+        raise PtxError(f"The seed voxel {seed} lies in an airway or outside the body: click inside the pleural air.")
+    return seed
+
+
+def grow_air_region(hu: np.ndarray, seed_zyx, hu_range=GROW_CORE_HU, max_ml: float = DEFAULT_GROW_MAX_ML,
+                    spacing=(1.0, 1.0, 1.0), allowed: np.ndarray | None = None,
+                    edge_range=PLEURAL_AIR_HU) -> np.ndarray:
+    """The air region around ``seed_zyx`` (see the module doc); a boolean volume.
+
+    ``allowed`` (bool volume) limits where it may grow (the session leaves out airways and
+    outside air); ``edge_range`` is the range of the one in-plane step at its edge.
+    """
+    allowed = np.ones(hu.shape, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
+    seed = check_seed(hu, seed_zyx, (min(hu_range[0], edge_range[0]), max(hu_range[1], edge_range[1])), allowed)
+    core = (hu >= hu_range[0]) & (hu <= hu_range[1]) & allowed
+    core[seed] = True
+    labels, _ = ndi.label(core)
     region = labels == labels[seed]
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = ndi.generate_binary_structure(2, 1)
+    region |= ndi.binary_dilation(region, in_plane) & (hu >= edge_range[0]) & (hu <= edge_range[1]) & allowed
     spacing = np.asarray(spacing, dtype=float)
-    limit = int(max_ml / voxel_volume_ml(spacing))
-    count = int(region.sum())
-    if count > limit:
+    limit = int(max_ml * 1000.0 / float(np.prod(spacing)))
+    if int(region.sum()) > limit:
         points = np.argwhere(region)
         distance = np.sum(((points - np.asarray(seed)) * spacing) ** 2, axis=1)
         nearest = points[np.argpartition(distance, max(limit - 1, 0))[: max(limit, 1)]]
@@ -191,9 +229,27 @@ class ReviewTools:
                     filled.append(z)
         return filled
 
-    def grow_region(self, seed_zyx, hu_range=PLEURAL_AIR_HU, max_ml: float = DEFAULT_GROW_MAX_ML) -> list[int]:
-        """Add the 3D air region grown from ``seed_zyx`` to the mask; returns the slices it changed."""
-        region = grow_air_region(np.asarray(self.volume.hu), seed_zyx, hu_range, max_ml, self.volume.spacing)
+    def grow_region(self, seed_zyx, hu_range=GROW_CORE_HU, max_ml: float = DEFAULT_GROW_MAX_ML) -> list[int]:
+        """Add the 3D air region grown from ``seed_zyx`` to the mask; returns the slices it changed.
+
+        Airways and air outside the body (the session's anatomy) are never grown into; a seed in
+        a hemithorax grows within that hemithorax only.
+        """
+        anatomy = self._sides.anatomy
+        hu = np.asarray(self.volume.hu)
+        allowed = ~(np.asarray(anatomy.airways, dtype=bool) | np.asarray(anatomy.outside_air, dtype=bool))
+        seed = check_seed(hu, seed_zyx, (min(hu_range[0], PLEURAL_AIR_HU[0]), max(hu_range[1], PLEURAL_AIR_HU[1])),
+                          allowed)
+        box = tuple(slice(0, n) for n in self.volume.shape)
+        cavity = next((c for c in (anatomy.hemithorax_right, anatomy.hemithorax_left) if c[seed]), None)
+        if cavity is not None:  # pleural air stays in its own hemithorax: grow there only
+            allowed &= cavity
+            box = bounding_box(cavity)
+        local = tuple(v - b.start for v, b in zip(seed, box))
+        grown = grow_air_region(hu[box], local, hu_range, max_ml, self.volume.spacing,
+                                allowed[box])
+        region = np.zeros(self.volume.shape, dtype=bool)
+        region[box] = grown
         changed = []
         with self._edit("grow region"):
             for z in np.flatnonzero(region.any(axis=(1, 2))):

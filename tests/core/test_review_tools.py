@@ -219,22 +219,33 @@ def test_interpolation_of_two_discs_lies_between_them():
     assert sizes[0] > sizes[1] >= sizes[2] == 0
 
 
-def test_grow_region_fills_the_pleural_air_within_limits(case, truth, store):
+def test_grow_region_fills_the_pleural_air_within_limits(tmp_path):
+    from ptx_annotator.metrics import dice
+    from ptx_annotator.review.tools import GROW_CORE_HU
+
+    case = make_chest_phantom()  # fine enough for the anatomy to hold all the pleural air
+    store = AnnotationStore(tmp_path / "store")
     session = ReviewSession.open(case.volume, store, "alice")
     hu = np.asarray(case.volume.hu)
-    truth = truth > 0
-    air = truth & (hu >= PLEURAL_AIR_HU[0]) & (hu <= PLEURAL_AIR_HU[1])
-    seed = tuple(np.argwhere(air)[len(np.argwhere(air)) // 2])
+    truth = case.truth > 0
+    air = np.argwhere(truth & (hu >= GROW_CORE_HU[0]) & (hu <= GROW_CORE_HU[1]))
+    seed = tuple(air[len(air) // 2])
     changed = session.grow_region(seed)
     mask = session.annotation.mask > 0
     assert changed and all(session.state(z) == EDITED for z in changed)
-    assert (mask & truth).sum() > 0.5 * truth.sum()
-    small = ReviewSession.open(case.volume, None, "bob")
+    assert dice(truth, mask) > 0.9
+    assert session.save()
+    on_disk = store.load(case.volume.key, "alice")
+    assert np.array_equal(on_disk.mask > 0, mask) and on_disk.review[changed[0]].state == EDITED
+    small = ReviewSession.open(case.volume, None, "bob", anatomy=session._sides.anatomy)
     small.grow_region(seed, max_ml=5.0)
-    assert small.annotation.mask.sum() * case.volume.voxel_volume_ml <= 5.0 + case.volume.voxel_volume_ml
+    assert 0 < small.annotation.mask.sum() * case.volume.voxel_volume_ml <= 5.0 + case.volume.voxel_volume_ml
     with pytest.raises(PtxError, match="outside the air range"):
         small.grow_region(tuple(np.argwhere(hu > 0)[0]))  # a click on soft tissue
-    assert session.save() and saved(store, case).review[changed[0]].state == EDITED
+    outside = np.argwhere(session._sides.anatomy.outside_air)
+    with pytest.raises(PtxError, match="outside the body"):
+        small.grow_region(tuple(outside[0]))
+    store.close()
 
 
 def test_copy_proposal_into_a_range_marks_it_edited(case, truth, store):
