@@ -137,7 +137,7 @@ CASES = [
     _c("compare-damaged-store", "compare {ct} --annotators alice bob --store {s} --out {o}/c", 2, "damaged",
        "spoil:empty"),
     _c("compare-out-is-file", "compare --masks {w}/mask_ok.nii.gz {w}/mask_label256.nii.gz --out {o}/taken", 2,
-       "taken", "outfile"),
+       "already exists", "outfile"),
     _c("compare-label-with-annotators", "compare {ct} --annotators alice bob --store {s} --label 1 --out {o}/c", 2,
        "--label and --threshold", "store"),
     _c("compare-label256-is-content", "compare --masks {w}/mask_ok.nii.gz {w}/mask_label256.nii.gz --out {o}/c", 0,
@@ -231,9 +231,14 @@ CASES = [
     _c("export-empty-annotator", ["export", "{ct}", "--annotator", "", "--store", "{s}", "--out", "{o}/x"], 2,
        "no letters or digits", "store"),
     _c("export-missing-study", "export {w}/nope --annotator alice --out {o}/x", 2, "does not exist"),
+    _c("export-out-under-a-file", "export {ct} --annotator alice --store {s} --format nifti --out {o}/taken/x.nii.gz",
+       2, "already exists", "outfile+store"),
+    _c("export-seg-of-a-nifti-ct", "export {ct} --annotator alice --store {s} --format seg --out {o}/x.dcm", 2,
+       "export with --format nifti", "store"),
     # -- report ------------------------------------------------------------------------------
     _c("report-damaged", "report {ct} --store {s} --out {o}/r", 1, "left out of the report", "spoil:short"),
     _c("report-missing-study", "report {w}/nope --out {o}/r", 2, "does not exist"),
+    _c("report-out-is-file", "report {ct} --store {s} --out {o}/taken", 2, "already exists", "outfile+store"),
     # -- train / bootstrap / models / train-xray ---------------------------------------------
     _c("train-nothing", "train", 2, "nothing to train on"),
     _c("train-images-without-masks", "train --images {ct}", 2, "go together"),

@@ -41,14 +41,14 @@ def test_hostile_input(case, world, tmp_path, capsys, monkeypatch):
     out_dir, store_root, holder = tmp_path / "out", tmp_path / "store", None
     out_dir.mkdir()
     setup = case.setup or ""
-    if setup in ("store", "locked") or setup.startswith("spoil:"):
+    if setup in ("store", "locked", "outfile+store") or setup.startswith("spoil:"):
         fresh_store(store_root, world.volume)
         if setup.startswith("spoil:"):
             spoil_review(store_root, world.volume, SPOILS[setup.split(":", 1)[1]])
         if setup == "locked":
             holder = AnnotationStore(store_root)
             holder.lock(world.volume.key, "alice")
-    if setup == "outfile":
+    if setup in ("outfile", "outfile+store"):
         (out_dir / "taken").write_text("already here\n")
     if setup == "nodisplay":
         for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
