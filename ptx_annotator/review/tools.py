@@ -137,7 +137,7 @@ def check_seed(hu: np.ndarray, seed_zyx, hu_range, allowed: np.ndarray | None = 
         raise PtxError(f"The seed voxel {seed} has {value:.0f} HU, outside the air range {low:.0f}..{high:.0f} HU: "
                        "click inside the pleural air.")
     if allowed is not None and not allowed[seed]:
-        raise PtxError(f"The seed voxel {seed} lies in an airway or outside the body: click inside the pleural air.")
+        raise PtxError(f"The seed voxel {seed} lies in an airway: click inside the pleural air.")
     return seed
 
 
@@ -232,14 +232,18 @@ class ReviewTools:
     def grow_region(self, seed_zyx, hu_range=GROW_CORE_HU, max_ml: float = DEFAULT_GROW_MAX_ML) -> list[int]:
         """Add the 3D air region grown from ``seed_zyx`` to the mask; returns the slices it changed.
 
-        Airways and air outside the body (the session's anatomy) are never grown into; a seed in
-        a hemithorax grows within that hemithorax only.
+        Airways and air outside the body (the session's anatomy) are never grown into, unless the
+        click itself is in what the anatomy called outside air; a seed in a hemithorax grows
+        within that hemithorax only. ``max_ml`` bounds it always.
         """
         anatomy = self._sides.anatomy
         hu = np.asarray(self.volume.hu)
-        allowed = ~(np.asarray(anatomy.airways, dtype=bool) | np.asarray(anatomy.outside_air, dtype=bool))
-        seed = check_seed(hu, seed_zyx, (min(hu_range[0], PLEURAL_AIR_HU[0]), max(hu_range[1], PLEURAL_AIR_HU[1])),
-                          allowed)
+        air_range = (min(hu_range[0], PLEURAL_AIR_HU[0]), max(hu_range[1], PLEURAL_AIR_HU[1]))
+        seed = check_seed(hu, seed_zyx, air_range)
+        outside = np.asarray(anatomy.outside_air, dtype=bool)
+        # the click is trusted over the anatomy: pleural air it counted as outside air still grows
+        allowed = ~(np.asarray(anatomy.airways, dtype=bool) | (outside if not outside[seed] else False))
+        seed = check_seed(hu, seed, air_range, allowed)
         box = tuple(slice(0, n) for n in self.volume.shape)
         cavity = next((c for c in (anatomy.hemithorax_right, anatomy.hemithorax_left) if c[seed]), None)
         if cavity is not None:  # pleural air stays in its own hemithorax: grow there only

@@ -242,9 +242,13 @@ def test_grow_region_fills_the_pleural_air_within_limits(tmp_path):
     assert 0 < small.annotation.mask.sum() * case.volume.voxel_volume_ml <= 5.0 + case.volume.voxel_volume_ml
     with pytest.raises(PtxError, match="outside the air range"):
         small.grow_region(tuple(np.argwhere(hu > 0)[0]))  # a click on soft tissue
-    outside = np.argwhere(session._sides.anatomy.outside_air)
-    with pytest.raises(PtxError, match="outside the body"):
-        small.grow_region(tuple(outside[0]))
+    airway = np.argwhere(session._sides.anatomy.airways & (hu < PLEURAL_AIR_HU[1]))
+    with pytest.raises(PtxError, match="airway"):  # the phantom has a trachea
+        small.grow_region(tuple(airway[0]))
+    outside = tuple(np.argwhere(session._sides.anatomy.outside_air)[0])
+    wide = ReviewSession.open(case.volume, None, "carol", anatomy=session._sides.anatomy)
+    wide.grow_region(outside, max_ml=50.0)  # the click is trusted; the limit still holds
+    assert 0 < wide.annotation.mask.sum() * case.volume.voxel_volume_ml <= 50.0 + case.volume.voxel_volume_ml
     store.close()
 
 
