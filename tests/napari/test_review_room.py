@@ -207,6 +207,7 @@ def test_a_click_grows_the_pleural_air_region(qtbot, widget, case):
     assert widget.grow_check.isChecked() and widget.mask_layer.mode == "pan_zoom"  # the click will not paint
     position = widget.mask_layer.data_to_world((busy, *seed))
     widget._on_canvas_click(widget.mask_layer, SimpleNamespace(position=position))
+    assert "Grew the air region" in widget.status_label.text(), widget.status_label.text()
     on_disk = saved(widget)
     grown = on_disk.mask > 0
     assert grown[(busy, *seed)] and grown.sum() > 50
