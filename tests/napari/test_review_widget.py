@@ -278,19 +278,20 @@ def test_a_slice_change_saves_in_the_background(qtbot, widget):
     assert store.load(widget.session.volume.key, "alice").review[5].state == FLAGGED
 
 
-def test_closing_the_viewer_saves(qtbot, study):
-    # A viewer of our own: its window is closed here as the user's close button does, and under
-    # PyQt6 that deletes the Qt viewer, which make_napari_viewer's teardown would close again.
-    import napari
-
-    viewer = napari.Viewer(show=True)
+def test_closing_the_viewer_saves(qtbot, make_napari_viewer, study):
+    viewer = make_napari_viewer(show=True)
     widget = ReviewWidget(viewer)
     viewer.window.add_dock_widget(widget)
     session = widget.open_study(study[0], "carol", store_dir=study[1])
     widget.mask_layer.paint((session.current_slice, 50, 20), 1)
     qtbot.waitUntil(lambda: session.state() == EDITED, timeout=3000)
     key = session.volume.key
-    viewer.window._qt_window.close()  # the window's close button
+    # The close event the window's close button sends (sent, not close(): under PyQt6 close() deletes
+    # the Qt viewer, which make_napari_viewer's teardown then closes a second time).
+    from qtpy.QtGui import QCloseEvent
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.sendEvent(viewer.window._qt_window, QCloseEvent())
     saved = AnnotationStore(study[1]).load(key, "carol")
     assert saved is not None and saved.mask[session.current_slice, 50, 20] == 1
     assert widget.session is None
