@@ -182,6 +182,7 @@ class SessionViews:
             from ptx_annotator.geometry import PatientSides
 
             self.anatomy = payload
+            session.set_anatomy(payload)  # the session's tools (grow region) use it too
             self.sides = PatientSides(payload, session.volume.affine)
             mask = session.annotation.mask
             self._counts = np.array([self.sides.count_slice(mask[z], z) for z in range(session.n_slices)],
