@@ -106,11 +106,8 @@ class ReviewSession(EditingMixin, SavingMixin, ReviewTools):
         self._pending: dict[str, set[int]] = {"states": set(), "mask": set(), "proposal": set()}
         self.ranker = SliceRanker(annotation.mask)
         self.ranker.refresh()  # scored once at opening, so the first N is as quick as the others
-        if anatomy is None:
-            from ptx_annotator.anatomy import segment_thorax
-
-            anatomy = segment_thorax(volume)
-        self._sides = PatientSides(anatomy, volume.affine)
+        self._anatomy = anatomy  # segmented on first need (a painted slice to count, a region to grow)
+        self._patient_sides: PatientSides | None = None
         self._left_of_slice: dict[int, np.ndarray] = {}
         self._side_counts = np.zeros((n, 2), dtype=np.int64)
         for z in range(n):
@@ -352,6 +349,28 @@ class ReviewSession(EditingMixin, SavingMixin, ReviewTools):
         """Recount mask voxels per side (after the mask changed outside this class)."""
         for z in range(self.n_slices) if indices is None else indices:
             self._count_slice(int(z))
+
+    @property
+    def _sides(self) -> PatientSides:
+        """The one side rule over this CT's anatomy, segmented only when first needed.
+
+        Opening an empty mask costs no segmentation; a viewer that segments the anatomy in a
+        worker hands it over with :meth:`set_anatomy`.
+        """
+        if self._patient_sides is None:
+            anatomy = self._anatomy
+            if anatomy is None:
+                from ptx_annotator.anatomy import segment_thorax
+
+                anatomy = self._anatomy = segment_thorax(self.volume)
+            self._patient_sides = PatientSides(anatomy, self.volume.affine)
+        return self._patient_sides
+
+    def set_anatomy(self, anatomy) -> None:
+        """Use ``anatomy`` (of this volume, e.g. segmented in a worker) for sides and region growing."""
+        if self._patient_sides is None:
+            self._anatomy = anatomy
+            self._patient_sides = PatientSides(anatomy, self.volume.affine)
 
     # -- internals -----------------------------------------------------------------------------
     def _index(self, index: int | None) -> int:
