@@ -26,6 +26,7 @@ from ._layers import WINDOWS, add_review_layers, set_window, volume_from_layer
 from ._ortho import OrthoViews
 from ._owner import owner_of
 from ._propose import ProposalController
+from ._push import PushControl
 from ._review_ui import CHECKPOINT_ENTRY, build_review_controls
 from ._review_views import ROLE_VERSION, SessionViews, painted_slices
 from ._settings import remember_annotator, remembered_annotator
@@ -50,6 +51,8 @@ class ReviewWidget(QWidget):
         self.proposals.ended.connect(lambda: self.propose_button.setText("Propose"))
         self.saver = SessionSaver(lambda: self.session, self)
         build_review_controls(self)
+        self.push_control = PushControl(self)
+        self.layout().addWidget(self.push_control)
         self.ortho = OrthoViews()
         self.ortho.sliceClicked.connect(self.go_to)
         self.views = SessionViews(self)
