@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from pydicom.uid import RLELossless
 
-from conftest import NRRD_CT, TCIA_CT, need
+from shared_data import NRRD_CT, TCIA_CT, need
 from ptx_annotator.cli import main
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from conftest import JPEG2000_CT, MINIMAL_SLICE, NRRD_CT, TCIA_CT, need
+from shared_data import JPEG2000_CT, MINIMAL_SLICE, NRRD_CT, TCIA_CT, need
 from ptx_annotator.errors import NotCTError, SeriesError, StudyError
 from ptx_annotator.io import load_nrrd, load_series, load_volume, scan_study
 

@@ -8,7 +8,7 @@ import pytest
 from ptx_annotator.anatomy import left_coordinate, patient_axis_coordinate, segment_thorax
 from ptx_annotator.synthetic.pneumothorax import FRACTION_TOLERANCE, simulate_pneumothorax
 
-from conftest import NRRD_CT, need
+from shared_data import NRRD_CT, need
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from ptx_annotator.synthetic.phantom import make_chest_phantom, save_phantom
 from ptx_annotator.plugins.napari._reader import get_reader
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU
 
-from conftest import NRRD_CT, TCIA_CT, need
+from shared_data import NRRD_CT, TCIA_CT, need
 
 MANIFEST = Path(__file__).resolve().parents[2] / "plugins" / "napari" / "napari.yaml"
 
