@@ -1,7 +1,8 @@
-"""Crash-safe file writes: temp file in the same folder, fsync, rename, fsync the folder."""
+"""Crash-safe file writes (temp file in the same folder, fsync, rename, fsync the folder), and a file's hash."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -74,3 +75,12 @@ def fsync_dir(path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in 1 MiB blocks (checkpoints, committed masks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -121,7 +121,7 @@ class ProposalController:
             from ptx_annotator.proposers.classical import ClassicalProposer
 
             return kept == ClassicalProposer.source_id
-        from ptx_annotator.proposers.inference import file_sha256
+        from ptx_annotator.atomic import file_sha256
 
         recorded = (session.proposal_params.get("checkpoint") or {}).get("sha256")
         try:

@@ -24,13 +24,13 @@ reason for the precision in use are reported by :meth:`ModelProposer.describe`.
 
 from __future__ import annotations
 
-import hashlib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
+from ptx_annotator.atomic import file_sha256
 from ptx_annotator.errors import CheckpointError, PtxError
 from ptx_annotator.proposers.postprocess import PostprocessParams, postprocess_mask
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, hu_to_unit
@@ -53,14 +53,6 @@ def cpu_supports_bf16() -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_device(device: str | None = None) -> str:

@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ptx_annotator.atomic import atomic_path, write_json_atomic
+from ptx_annotator.atomic import atomic_path, file_sha256, write_json_atomic
 from ptx_annotator.errors import GeometryMismatchError, InvalidAnnotatorError, PtxError
 from ptx_annotator.io.volume_files import load_mask_nifti, save_mask_nifti
 from ptx_annotator.review.states import ReviewLog, SliceReview, utc_now
 from ptx_annotator.review.store_check import (FORMAT_VERSION, DamagedStoreError, confined, problem_with, read_json,
-                                              safe_key, sha256_of)
+                                              safe_key)
 from ptx_annotator.review.store_lock import WriterLock
 from ptx_annotator.review.store_versions import (COALESCE_SECONDS, MASK_FILE, VERSION_FILE, VersionHistory,
                                                  VersionInfo)
@@ -264,7 +264,7 @@ class AnnotationStore(VersionHistory):
         mask_file = confined(folder, payload.get("mask_file")) if reason is None else None
         if reason is None and not mask_file.is_file():
             reason = f"its mask file '{payload['mask_file']}' is missing"
-        if reason is None and payload.get("mask_sha256") and sha256_of(mask_file) != payload["mask_sha256"]:
+        if reason is None and payload.get("mask_sha256") and file_sha256(mask_file) != payload["mask_sha256"]:
             reason = f"its mask file '{payload['mask_file']}' is not the one it committed (sha256 differs)"
         if reason is None:
             try:
@@ -346,7 +346,7 @@ class AnnotationStore(VersionHistory):
         annotation.version, annotation.saved_at = number, utc_now()
         try:
             payload = annotation.review_json(mask_name)
-            payload.update(mask_sha256=sha256_of(folder / mask_name), n_voxels=int(np.count_nonzero(annotation.mask)),
+            payload.update(mask_sha256=file_sha256(folder / mask_name), n_voxels=int(np.count_nonzero(annotation.mask)),
                            started_epoch=started if replaced is not None else now, saved_epoch=now,
                            coalesce_key=coalesce_key, **({"restored_from": restored_from} if restored_from else {}))
             write_json_atomic(versions_dir / VERSION_FILE.format(number), payload)
@@ -395,7 +395,7 @@ class AnnotationStore(VersionHistory):
             return
         try:
             in_step = current.is_file() and (os.path.samefile(committed, current)
-                                             or sha256_of(committed) == sha256_of(current))
+                                             or file_sha256(committed) == file_sha256(current))
         except OSError:
             in_step = False
         if not in_step:
