@@ -20,7 +20,7 @@ from ptx_annotator.plugins.napari._shortcuts import SHORTCUTS
 from ptx_annotator.proposers.contract import SliceResult, slice_order
 from ptx_annotator.review.states import ACCEPTED, EDITED, PROPOSED, UNREVIEWED
 from ptx_annotator.review.store import AnnotationStore
-from ptx_annotator.synthetic.phantom import make_chest_phantom, save_phantom
+from ptx_annotator.synthetic.phantom import make_chest_phantom
 
 
 class TruthProposer:
@@ -48,23 +48,6 @@ def case():
     case = make_chest_phantom(shape=(10, 96, 96), spacing=(5.0, 3.0, 3.0), side="right", fraction=0.3)
     case.truth[[0, 1, 9]] = 0  # slices a proposer finds empty
     return case
-
-
-@pytest.fixture
-def study(case, tmp_path, monkeypatch):
-    monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
-    ct_path, _ = save_phantom(case, tmp_path / "study")
-    return ct_path, tmp_path / "store"
-
-
-@pytest.fixture
-def widget(make_napari_viewer, study):
-    viewer = make_napari_viewer()
-    widget = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.open_study(study[0], "alice", store_dir=study[1])
-    yield widget
-    widget.close_session()
 
 
 def propose(qtbot, widget, proposer, monkeypatch):

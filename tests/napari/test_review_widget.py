@@ -8,7 +8,7 @@ import pytest
 from qtpy.QtCore import QPoint, Qt
 
 from phantom_dicom import write_dicom_series  # tests/napari is on sys.path
-from ptx_annotator.synthetic.phantom import make_chest_phantom, save_phantom
+from ptx_annotator.synthetic.phantom import make_chest_phantom
 from ptx_annotator.plugins.napari import _propose
 from ptx_annotator.plugins.napari._review_widget import ReviewWidget
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, MEDIASTINAL_WINDOW_HU
@@ -46,23 +46,6 @@ class TruthProposer:
 @pytest.fixture(scope="module")
 def case():
     return make_chest_phantom(shape=(10, 96, 96), spacing=(5.0, 3.0, 3.0), side="right", fraction=0.3)
-
-
-@pytest.fixture
-def study(case, tmp_path, monkeypatch):
-    monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
-    ct_path, _ = save_phantom(case, tmp_path / "study")
-    return ct_path, tmp_path / "store"
-
-
-@pytest.fixture
-def widget(make_napari_viewer, study):
-    viewer = make_napari_viewer()
-    widget = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.open_study(study[0], "alice", store_dir=study[1])
-    yield widget
-    widget.close_session()
 
 
 def run_proposal(qtbot, widget, proposer, monkeypatch):
