@@ -17,6 +17,8 @@ API
   every epoch (``kind='epoch'``, with validation loss and Dice); only on rank 0 under DDP.
 * ``should_cancel()``: checked before every step; True stops after the current step. Ctrl-C
   (KeyboardInterrupt) does the same. Either way the best weights so far are returned.
+* ``config.max_seconds``: checked before every step; when the time is up mid-epoch, the steps of
+  that epoch are validated and recorded (``partial_steps`` in its history entry), then training ends.
 * Result :class:`TrainResult`: ``best_state`` (CPU state dict of the unwrapped model, or None if
   no epoch finished), ``history`` (one dict per epoch), ``best_epoch``, ``stopped_early``,
   ``cancelled``; ``model`` is left holding ``best_state``.
@@ -206,11 +208,15 @@ def fit(model, train_dataset: Dataset, val_dataset: Dataset | None, config: Trai
             net.train()
             total, count = 0.0, 0
             steps = len(train_loader)
+            partial = False
             for step, (images, masks) in enumerate(train_loader, start=1):
                 cancel_now, late = _stop_flags(should_cancel, config, started, context)
                 if cancel_now or late:
                     cancelled, timed_out = cancel_now, late and not cancel_now
-                    raise _Stop()
+                    if cancel_now or count == 0:
+                        raise _Stop()
+                    partial = True  # the time is up mid-epoch: the steps taken still count (validated)
+                    break
                 images, masks = _to_device(images, masks, device, config)
                 if not config.crop_size:
                     images, masks = _resize_batch(images, masks, config.input_size)
@@ -235,10 +241,13 @@ def fit(model, train_dataset: Dataset, val_dataset: Dataset | None, config: Trai
             else:
                 since_best += 1
             history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice,
-                            "seconds": round(time.monotonic() - started, 2), "best": improved})
+                            "seconds": round(time.monotonic() - started, 2), "best": improved,
+                            **({"partial_steps": step - 1} if partial else {})})
             if report:
                 report(TrainEvent("epoch", epoch, config.epochs, steps, steps, train_loss, val_loss, val_dice,
                                   best["epoch"], time.monotonic() - started, history))
+            if partial:
+                break
             if val_loader is not None and since_best >= config.patience:
                 stopped_early = True
                 break

@@ -15,7 +15,10 @@ def register(subparsers) -> None:
     parser.add_argument("--size", type=int, default=None, metavar="PX",
                         help="model input size (default 512 on CUDA, 256 on CPU; multiple of 32)")
     parser.add_argument("--epochs", type=int, default=20, help="maximum epochs (default 20; early stopping on validation)")
-    parser.add_argument("--cases", type=int, default=6, metavar="K", help="simulated pneumothoraces per CT (default 6)")
+    parser.add_argument("--cases", type=int, default=None, metavar="K",
+                        help="simulated cases per CT (default 20: thin rims, small to large pneumothoraces at every "
+                             "location, loculated, hydro- and bilateral ones, confounder-only negatives, other "
+                             "acquisitions; every seed is recorded in the checkpoint)")
     parser.add_argument("--encoder", default="resnet34", help="U-Net encoder (default resnet34; resnet50 as in the CT paper)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -23,7 +26,11 @@ def register(subparsers) -> None:
                         help="learning rate (default 1e-3: from scratch, no pretrained encoder)")
     parser.add_argument("--crop", type=int, default=None, metavar="PX",
                         help="train on random crops of this size (default: half the input size on CPU, none on CUDA)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long, keeping the best model")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop training after this long, keeping the best model (default on the CPU: what is "
+                             "left of --budget-minutes after the simulation; none on CUDA)")
+    parser.add_argument("--budget-minutes", type=float, default=25.0,
+                        help="CPU only, without --max-minutes: the whole run's time budget (default 25)")
     parser.add_argument("--zoom", type=float, nargs=2, default=(0.8, 1.5), metavar=("MIN", "MAX"),
                         help="zoom augmentation range (default 0.8 1.5: other scanners use other fields of view)")
     parser.add_argument("--seed", type=int, default=0)
@@ -35,7 +42,7 @@ def run(args) -> int:
     import torch
 
     from ptx_annotator.errors import PtxError
-    from ptx_annotator.training.bootstrap import bootstrap
+    from ptx_annotator.training.bootstrap import DEFAULT_CASES, bootstrap
     from ptx_annotator.training.distributed import is_main_process, teardown
     from ptx_annotator.training.reporting import TqdmProgress, loss_curve_path, save_loss_curve
     from ptx_annotator.training.trainer import TrainConfig
@@ -44,6 +51,10 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     if args.size is not None and (args.size < 32 or args.size % 32):
         raise PtxError(f"--size must be a multiple of 32 (got {args.size}).")
+    if args.cases is not None and args.cases < 1:
+        raise PtxError(f"--cases must be at least 1 (got {args.cases}).")
+    if args.budget_minutes <= 0:
+        raise PtxError(f"--budget-minutes must be positive (got {args.budget_minutes}).")
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          device=args.device, input_size=args.size, zoom_range=tuple(args.zoom),
                          max_seconds=None if args.max_minutes is None else args.max_minutes * 60).resolved()
@@ -52,8 +63,9 @@ def run(args) -> int:
     bar = TqdmProgress(file=sys.stderr, disable=not main)
     log = (lambda line: print(line, file=sys.stderr)) if main else None
     try:
-        outcome = bootstrap(args.studies, args.out, cases=args.cases, encoder=args.encoder, config=config,
-                            progress=bar, log=log)
+        outcome = bootstrap(args.studies, args.out, cases=DEFAULT_CASES if args.cases is None else args.cases,
+                            encoder=args.encoder, config=config, progress=bar, log=log,
+                            budget_seconds=args.budget_minutes * 60)
     finally:
         bar.close()
     result = outcome.result
