@@ -28,7 +28,7 @@ from .data import LabelledSlice, SliceDataset, patient_id, study_volumes
 from .evaluate import calibrated_threshold, evaluate
 from .trainer import TrainConfig, TrainResult, fit, seed_everything
 
-#: Simulated cases per CT of a default run (the plan's cycle of eight kinds, two and a half times).
+#: Simulated cases per CT of a default run (the plan's cycle of ten kinds, twice).
 DEFAULT_CASES = 20
 NEGATIVE_SHARE = 0.3  # random slices per positive slice kept from each simulated case
 #: Slices kept from a confounder-only case besides those its confounders touch.

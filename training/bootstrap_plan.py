@@ -27,7 +27,10 @@ from ptx_annotator.synthetic.confounders import CONFOUNDERS
 from ptx_annotator.synthetic.shape import LOCATIONS
 
 #: One cycle of case kinds; case ``k`` of a CT is ``CASE_CYCLE[k % len(CASE_CYCLE)]``.
-CASE_CYCLE = ("rim", "small", "negative", "large", "rim", "beside", "negative", "special")
+#: The first 14 cases of a default run of 20 train (the rest validate and are held out): they hold
+#: three rims (two over a surface, one at the apex), three small ones, three confounder-only cases
+#: (all eight kinds), and bilateral, hydro- and loculated pneumothoraces.
+CASE_CYCLE = ("rim", "small", "negative", "special", "large", "rim", "small", "negative", "special", "beside")
 #: Bootstrap seeds are at least this (the suite's fixed cases use seeds below 100).
 SEED_FLOOR = 100_000
 #: Share of cases re-acquired with another protocol.
@@ -51,12 +54,13 @@ def plan_cases(cases: int, seed: int = 0, ct_index: int = 0, native_slice_mm: fl
         return str(rng.choice(["right", "left"]))
 
     plan = []
-    n_negative = n_special = n_beside = 0
+    n_negative = n_special = n_beside = n_rim = 0
     for case in range(int(cases)):
         kind = CASE_CYCLE[case % len(CASE_CYCLE)]
         spec: dict = {"pneumothorax": [], "confounders": []}
         if kind == "rim":
-            extent = "apex" if rng.random() < 0.35 else "surface"
+            extent = "apex" if n_rim % 3 == 1 else "surface"
+            n_rim += 1
             location = "anterior" if extent == "apex" or rng.random() < 0.7 else "lateral"
             spec["pneumothorax"].append({"side": side(), "rim_mm": round(float(rng.uniform(1.0, 3.0)), 1),
                                          "rim_extent": extent, "location": location, "seed": new_seed()})
