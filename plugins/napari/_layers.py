@@ -18,7 +18,9 @@ from ptx_annotator.volume import Volume
 #: The reader's mask is filled in this colour (label 1) ...
 MASK_RGBA = (1.0, 0.25, 0.2, 1.0)
 #: ... and the machine's proposal is only outlined, in the colour of the ``proposed`` state, so
-#: the two stay apart where they overlap (no blend: an outline over a fill).
+#: the two stay apart where they overlap (no blend: an outline over a fill). The outline is drawn
+#: into an array of its own (:func:`update_outline`, when the proposal changes), not by napari's
+#: ``contour``, which would compute it again on every slice change.
 PROPOSAL_RGBA = tuple(int(STATE_COLORS[PROPOSED][i:i + 2], 16) / 255 for i in (1, 3, 5)) + (1.0,)
 PROPOSAL_OUTLINE_PX = 2
 PROPOSAL_LAYER = "proposal (outline, read-only)"
@@ -72,12 +74,33 @@ def volume_from_layer(layer) -> Volume | None:
     )
 
 
+def outline(mask, width: int = 1) -> np.ndarray:
+    """The inner rim, ``width`` pixels wide, of a 2D mask (bool)."""
+    from scipy import ndimage as ndi
+
+    from ptx_annotator.geometry import bounding_box
+
+    mask = np.asarray(mask) > 0
+    rim = np.zeros(mask.shape, dtype=bool)
+    box = bounding_box(mask, margin=1)
+    if box is not None:
+        inner = mask[box]
+        rim[box] = inner & ~ndi.binary_erosion(inner, iterations=width, border_value=0)
+    return rim
+
+
+def update_outline(outlines: np.ndarray, proposal: np.ndarray, indices=None) -> None:
+    """Redraw the axial outlines of the proposal's slices ``indices`` (all when None) in place."""
+    for z in range(proposal.shape[0]) if indices is None else indices:
+        outlines[int(z)] = outline(proposal[int(z)], PROPOSAL_OUTLINE_PX)
+
+
 def add_review_layers(viewer, volume: Volume, mask: np.ndarray, proposal: np.ndarray, annotator: str,
                       image=None):
     """Add the CT (unless ``image`` is that layer already), the proposal outline and the editable mask.
 
-    ``mask`` and ``proposal`` are shared, not copied: the session edits them in place.
-    Returns the three layers.
+    ``mask`` is shared, not copied: the session edits it in place. The proposal layer holds the
+    outline of ``proposal``, kept up to date with :func:`update_outline`. Returns the three layers.
     """
     data, kwargs, _ = image_layer_data(volume)
     if image is None:
@@ -86,11 +109,12 @@ def add_review_layers(viewer, volume: Volume, mask: np.ndarray, proposal: np.nda
         mask, name=mask_layer_name(annotator), scale=kwargs["scale"], opacity=0.45, units="mm",
         axis_labels=AXIS_LABELS,
     )
+    outlines = np.zeros(proposal.shape, dtype=np.uint8)
+    update_outline(outlines, proposal)
     overlay = viewer.add_labels(  # above the fill, so the outline shows where the two coincide
-        proposal, name=PROPOSAL_LAYER, scale=kwargs["scale"], opacity=1.0, units="mm", axis_labels=AXIS_LABELS,
+        outlines, name=PROPOSAL_LAYER, scale=kwargs["scale"], opacity=1.0, units="mm", axis_labels=AXIS_LABELS,
     )
     overlay.colormap = _one_label_colormap(PROPOSAL_RGBA)
-    overlay.contour = PROPOSAL_OUTLINE_PX
     overlay.editable = False
     overlay.locked = True  # read-only: not a painting target, not movable
     _style_mask_layer(labels)

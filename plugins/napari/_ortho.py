@@ -14,9 +14,8 @@ import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
-from scipy import ndimage as ndi
 
-from ._layers import MASK_RGBA, PROPOSAL_RGBA
+from ._layers import MASK_RGBA, PROPOSAL_RGBA, outline
 
 CORONAL, SAGITTAL = 1, 2  # the array axis each view holds fixed
 #: Opacity of the reader's mask fill in the small views (as on the axial canvas).
@@ -32,9 +31,7 @@ def ortho_rgb(hu, mask, proposal, axis: int, index: int, window) -> np.ndarray:
     rgb = np.repeat(grey[..., None], 3, axis=2)
     filled = np.asarray(mask[take]) > 0
     rgb[filled] = (1 - MASK_OPACITY) * rgb[filled] + MASK_OPACITY * np.asarray(MASK_RGBA[:3]) * 255
-    proposed = np.asarray(proposal[take]) > 0
-    outline = proposed & ~ndi.binary_erosion(proposed)
-    rgb[outline] = np.asarray(PROPOSAL_RGBA[:3]) * 255
+    rgb[outline(proposal[take])] = np.asarray(PROPOSAL_RGBA[:3]) * 255
     return np.ascontiguousarray(rgb[::-1].astype(np.uint8))
 
 

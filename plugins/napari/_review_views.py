@@ -2,7 +2,7 @@
 
 :class:`SessionViews` subscribes to one session's ``events`` and keeps the layers, the state strip,
 the labels, the coronal / sagittal views, the threshold slider and the version list in step.
-Volumes per side use the core's one side rule (:class:`ptx_annotator.geometry.PatientSides` over
+Volumes per side are the session's count (:meth:`ReviewSession.volume_ml`, the one side rule over
 the thorax anatomy, as ``quantify`` does); the anatomy is segmented once per series in a worker
 thread, and the case-level answer of the proposal (:func:`ptx_annotator.proposers.case.case_answer`)
 is computed there too.
@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 from napari.qt.threading import thread_worker
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QListWidgetItem
 
+from ._layers import update_outline
+
 ROLE_VERSION = Qt.UserRole
+#: The thorax segmentation starts this long after a study opens, when its first paint is done.
+ANATOMY_AFTER_MS = 150
 
 
 class SessionViews:
@@ -24,9 +28,8 @@ class SessionViews:
     def __init__(self, widget):
         self.widget = widget
         self.session = None
-        self.sides = None  # PatientSides once the anatomy is known
-        self.anatomy = None
-        self._counts: np.ndarray | None = None  # (z, 2) right / left voxels per slice
+        self.anatomy = None  # the thorax segmentation, once the worker has it
+        self._anatomy_due = None  # the session whose anatomy waits for the first paint
         self._workers: list = []
 
     # -- subscribing ---------------------------------------------------------------------------
@@ -43,7 +46,7 @@ class SessionViews:
                 except (TypeError, RuntimeError):
                     pass
         self._workers = []
-        self.session, self.sides, self.anatomy, self._counts = session, None, None, None
+        self.session, self.anatomy, self._anatomy_due = session, None, None
         w = self.widget
         if session is None:
             w.ortho.clear()
@@ -81,9 +84,6 @@ class SessionViews:
         if w.mask_layer is not None:
             w.mask_layer.refresh()
         w.ortho.redraw()
-        if self.sides is not None:
-            for z in indices:
-                self._counts[int(z)] = self.sides.count_slice(session.annotation.mask[int(z)], int(z))
         self._volume_label()
         if session.dirty:
             w.saver.edited()
@@ -91,6 +91,7 @@ class SessionViews:
     def on_proposal(self, indices) -> None:
         session, w = self.session, self.widget
         if w.overlay_layer is not None:
+            update_outline(w.overlay_layer.data, session.proposal_mask, indices or None)
             w.overlay_layer.refresh()
         if not indices or session.current_slice in indices or len(session.proposal_indices) % 8 == 0:
             w.ortho.redraw()
@@ -129,23 +130,18 @@ class SessionViews:
             f"{counts['flagged']} flagged")
 
     def _volume_label(self) -> None:
-        session = self.session
-        ml = session.volume.voxel_volume_ml
-        total = float(np.count_nonzero(session.annotation.mask)) * ml
-        if self._counts is None:
-            text = f"Pneumothorax: total {total:.1f} mL (sides once the hemithoraces are found…)"
+        ml = self.session.volume_ml(segment=False)  # the session's count; the anatomy comes from the worker
+        if ml["right"] is None:
+            text = f"Pneumothorax: total {ml['total']:.1f} mL (sides once the hemithoraces are found…)"
         else:
-            right, left = self._counts.sum(axis=0) * ml
-            text = f"Pneumothorax: right {right:.1f} mL · left {left:.1f} mL · total {total:.1f} mL"
+            text = f"Pneumothorax: right {ml['right']:.1f} mL · left {ml['left']:.1f} mL · total {ml['total']:.1f} mL"
         self.widget.volume_label.setText(text)
 
     def volume_ml(self) -> dict | None:
         """Right, left and total mL as shown (None until the anatomy is known)."""
-        if self._counts is None:
+        if self.session is None or not self.session.sides_known:
             return None
-        ml = self.session.volume.voxel_volume_ml
-        right, left = (float(v) * ml for v in self._counts.sum(axis=0))
-        return {"right": right, "left": left, "total": float(np.count_nonzero(self.session.annotation.mask)) * ml}
+        return self.session.volume_ml(segment=False)
 
     def refresh_versions(self) -> None:
         session, w = self.session, self.widget
@@ -160,10 +156,21 @@ class SessionViews:
     # -- background measurements ---------------------------------------------------------------
     @property
     def measuring(self) -> bool:
-        """Whether the anatomy or the case answer is still being computed."""
-        return bool(self._workers)
+        """Whether the anatomy or the case answer is still being computed (or about to be)."""
+        return bool(self._workers) or self._anatomy_due is not None
 
     def _measure_anatomy(self, session) -> None:
+        """Segment the thorax in a worker, started once the CT is on screen (not competing with its first paint)."""
+        if session.sides_known:
+            self.anatomy = session.anatomy
+            return
+        self._anatomy_due = session
+        QTimer.singleShot(ANATOMY_AFTER_MS, lambda: self._start_anatomy(session))
+
+    def _start_anatomy(self, session) -> None:
+        if session is not self._anatomy_due or session is not self.session:
+            return
+        self._anatomy_due = None
         self._run(_segment, session, session.volume)
 
     def _run(self, function, session, *args) -> None:
@@ -179,14 +186,8 @@ class SessionViews:
             return
         kind, payload = value
         if kind == "anatomy":
-            from ptx_annotator.geometry import PatientSides
-
-            self.anatomy = payload
-            session.set_anatomy(payload)  # the session's tools (grow region) use it too
-            self.sides = PatientSides(payload, session.volume.affine)
-            mask = session.annotation.mask
-            self._counts = np.array([self.sides.count_slice(mask[z], z) for z in range(session.n_slices)],
-                                    dtype=np.int64).reshape(session.n_slices, 2)
+            session.set_anatomy(payload)  # sides of the volume and the session's tools (grow region)
+            self.anatomy = session.anatomy
             self._volume_label()
             if session.proposal_source is not None:
                 self.proposal_finished()

@@ -109,7 +109,11 @@ class ReviewSession(EditingMixin, SavingMixin, ReviewTools):
         self._anatomy = anatomy  # segmented on first need (a painted slice to count, a region to grow)
         self._patient_sides: PatientSides | None = None
         self._left_of_slice: dict[int, np.ndarray] = {}
+        #: Painted voxels per slice, and their split right / left once the sides are known; the
+        #: slices still to split wait in ``_unsplit`` (opening segments nothing).
+        self._painted = np.zeros(n, dtype=np.int64)
         self._side_counts = np.zeros((n, 2), dtype=np.int64)
+        self._unsplit: set[int] = set()
         for z in range(n):
             self._count_slice(z)
 
@@ -164,9 +168,9 @@ class ReviewSession(EditingMixin, SavingMixin, ReviewTools):
         index = int(np.clip(index, 0, self.n_slices - 1))
         if index == self.current_slice:
             return False
-        before = self._side_counts[self.current_slice].copy()
+        before = int(self._painted[self.current_slice])
         self._count_slice(self.current_slice)  # catches edits made behind our back (e.g. undo)
-        if not np.array_equal(before, self._side_counts[self.current_slice]):
+        if before != self._painted[self.current_slice]:
             self.dirty = True
         left = self.current_slice
         self.current_slice = index
@@ -335,15 +339,33 @@ class ReviewSession(EditingMixin, SavingMixin, ReviewTools):
         self._mark(z, PROPOSED, source=source, by=source)
 
     # -- measurements --------------------------------------------------------------------------
-    def volume_ml(self) -> dict[str, float]:
+    def volume_ml(self, segment: bool = True) -> dict[str, float | None]:
         """Pneumothorax volume of the annotator's mask in mL: right, left and total.
 
         Sides by the one side rule (:class:`ptx_annotator.geometry.PatientSides`): the
-        hemithorax a voxel lies in, else the mid-sagittal plane, from the volume's affine.
+        hemithorax a voxel lies in, else the mid-sagittal plane, from the volume's affine. The
+        anatomy is segmented here if nobody handed it over; with ``segment=False`` (a viewer that
+        segments it in a worker) right and left are None until :meth:`set_anatomy`.
         """
-        right, left = self._side_counts.sum(axis=0)
         ml = self.volume.voxel_volume_ml
-        return {"right": right * ml, "left": left * ml, "total": (right + left) * ml}
+        total = float(self._painted.sum()) * ml
+        if self._unsplit:
+            if self._patient_sides is None and not segment:
+                return {"right": None, "left": None, "total": total}
+            for z in sorted(self._unsplit):
+                self._split_slice(z)
+        right, left = self._side_counts.sum(axis=0)
+        return {"right": float(right) * ml, "left": float(left) * ml, "total": total}
+
+    @property
+    def anatomy(self):
+        """The thorax segmentation in use (None until segmented or handed over)."""
+        return None if self._patient_sides is None else self._patient_sides.anatomy
+
+    @property
+    def sides_known(self) -> bool:
+        """Whether the hemithoraces are known (segmented, or handed over by :meth:`set_anatomy`)."""
+        return self._patient_sides is not None
 
     def refresh_counts(self, indices=None) -> None:
         """Recount mask voxels per side (after the mask changed outside this class)."""
@@ -354,8 +376,9 @@ class ReviewSession(EditingMixin, SavingMixin, ReviewTools):
     def _sides(self) -> PatientSides:
         """The one side rule over this CT's anatomy, segmented only when first needed.
 
-        Opening an empty mask costs no segmentation; a viewer that segments the anatomy in a
-        worker hands it over with :meth:`set_anatomy`.
+        Opening costs no segmentation (painted slices are split into sides when a volume per
+        side is asked for); a viewer that segments the anatomy in a worker hands it over with
+        :meth:`set_anatomy`.
         """
         if self._patient_sides is None:
             anatomy = self._anatomy
@@ -394,13 +417,20 @@ class ReviewSession(EditingMixin, SavingMixin, ReviewTools):
         self._note("states", z)
 
     def _count_slice(self, z: int) -> None:
-        painted = self.annotation.mask[z] != 0
-        if not painted.any():
+        self._painted[z] = np.count_nonzero(self.annotation.mask[z])
+        self._unsplit.discard(z)
+        if not self._painted[z]:
             self._side_counts[z] = (0, 0)
-            return
+        elif self._patient_sides is None:
+            self._unsplit.add(z)  # split when the sides are asked for (volume_ml)
+        else:
+            self._split_slice(z)
+
+    def _split_slice(self, z: int) -> None:
         left_of = self._left_of_slice.get(z)
         if left_of is None:
             left_of = self._left_of_slice[z] = self._sides.left_of_slice(z)
-        left = int(np.count_nonzero(painted & left_of))
-        self._side_counts[z] = (int(np.count_nonzero(painted)) - left, left)
+        left = int(np.count_nonzero((self.annotation.mask[z] != 0) & left_of))
+        self._side_counts[z] = (int(self._painted[z]) - left, left)
+        self._unsplit.discard(z)
 

@@ -153,6 +153,27 @@ def test_volume_per_side_follows_the_affine(case):
     assert session.volume_ml()["left"] == 0
 
 
+def test_opening_a_painted_mask_segments_nothing_until_sides_are_asked_for(case, tmp_path, monkeypatch):
+    from ptx_annotator import anatomy as anatomy_module
+    from ptx_annotator.review.store import Annotation
+
+    calls = []
+    real = anatomy_module.segment_thorax
+    monkeypatch.setattr(anatomy_module, "segment_thorax", lambda volume: calls.append(1) or real(volume))
+    annotation = Annotation.empty(case.volume, "alice")
+    annotation.mask[:] = case.truth
+    session = ReviewSession(case.volume, annotation, None)
+    assert calls == [] and not session.sides_known and session.anatomy is None
+    expected = case.truth.sum() * case.volume.voxel_volume_ml
+    shown = session.volume_ml(segment=False)  # a viewer waiting for its worker: total now, sides later
+    assert shown == {"right": None, "left": None, "total": pytest.approx(expected)}
+    session.set_anatomy(real(case.volume))  # handed over (the viewer's worker): still no segmentation here
+    assert calls == [] and session.sides_known
+    assert session.volume_ml(segment=False)["right"] == pytest.approx(expected)
+    again = ReviewSession(case.volume, annotation, None)
+    assert again.volume_ml()["right"] == pytest.approx(expected) and calls == [1]  # asked for: segmented once
+
+
 def test_slice_change_autosaves_and_reopening_restores(case, tmp_path):
     store = AnnotationStore(tmp_path / "store")
     session = proposed(ReviewSession.open(case.volume, store, "alice"), case)

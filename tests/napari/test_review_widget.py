@@ -59,6 +59,16 @@ def saved(widget):
     return AnnotationStore(widget.session.store.root).load(widget.session.volume.key, "alice")
 
 
+def outlines_of(proposal, width=2):
+    """What the proposal layer should show: each slice's inner rim, ``width`` pixels wide."""
+    from scipy import ndimage as ndi
+
+    proposal = np.asarray(proposal) > 0
+    eroded = ndi.binary_erosion(proposal, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool),
+                                iterations=width)
+    return (proposal & ~eroded).astype(np.uint8)
+
+
 def press(qtbot, widget, key, modifier=Qt.NoModifier):
     """A real key press on the canvas (napari asks the active layer's keymap first, then the viewer's)."""
     canvas = widget.viewer.window._qt_viewer.canvas.native
@@ -70,11 +80,11 @@ def test_open_shows_ct_proposal_and_editable_mask_in_mm(widget, case):
     assert tuple(image.scale) == case.volume.spacing == tuple(mask.scale) == tuple(overlay.scale)
     assert tuple(image.contrast_limits) == LUNG_WINDOW_HU
     assert mask.editable and widget.viewer.layers.selection.active is mask
-    assert overlay.locked and not overlay.editable and overlay.contour > 0  # the proposal is an outline
-    assert mask.contour == 0  # the reader's mask is filled
+    assert overlay.locked and not overlay.editable
+    assert mask.contour == 0 == overlay.contour  # the reader's mask is filled; the outline is drawn in its data
     assert tuple(overlay.colormap.map(1)[:3]) != tuple(mask.colormap.map(1)[:3])
     assert mask.data is widget.session.annotation.mask
-    assert overlay.data is widget.session.proposal_mask
+    assert np.array_equal(overlay.data, outlines_of(widget.session.proposal_mask))
     widget.window_check.setChecked(True)
     assert tuple(image.contrast_limits) == MEDIASTINAL_WINDOW_HU
     widget.toggle_window()
@@ -86,7 +96,8 @@ def test_propose_fills_the_overlay_and_mask_slice_on_screen_first(qtbot, widget,
     run_proposal(qtbot, widget, proposer, monkeypatch)
     session = widget.session
     assert proposer.first_seen == session.current_slice
-    assert np.array_equal(widget.overlay_layer.data, case.truth)
+    assert np.array_equal(session.proposal_mask, case.truth)
+    assert np.array_equal(widget.overlay_layer.data, outlines_of(case.truth))  # the outline follows the proposal
     assert session.states() == [PROPOSED] * 10
     right_ml = case.truth.sum() * case.volume.voxel_volume_ml
     qtbot.waitUntil(lambda: f"right {right_ml:.1f} mL" in widget.volume_label.text(), timeout=20000)
@@ -344,12 +355,12 @@ def test_the_threshold_slider_re_thresholds_the_proposal(qtbot, widget, case, mo
     widget.session.accept(z)
     widget.threshold_slider.setValue(70)  # above the proposer's 0.6: nothing is proposed any more
     assert widget.threshold_label.text() == "Threshold 0.70"
-    assert not widget.overlay_layer.data.any()
+    assert not widget.overlay_layer.data.any() and not widget.session.proposal_mask.any()
     others = [i for i in range(10) if i != z and case.truth[i].any()]
     assert all(not widget.session.annotation.mask[i].any() for i in others)  # proposed slices follow
     assert np.array_equal(widget.session.annotation.mask[z], case.truth[z])  # the accepted one does not
     widget.threshold_slider.setValue(50)
-    assert np.array_equal(widget.overlay_layer.data, case.truth)
+    assert np.array_equal(widget.overlay_layer.data, outlines_of(case.truth))
 
 
 def test_review_a_ct_layer_opened_from_the_sample_data(qtbot, make_napari_viewer, tmp_path, monkeypatch):
@@ -413,5 +424,6 @@ def test_reopening_shows_the_kept_proposal_without_proposing_again(qtbot, make_n
     again.open_study(study[0], "erin", store_dir=study[1], propose=True)
     assert made == [1] and again.proposals.run is None
     assert "restored" in again.status_label.text()
-    assert np.array_equal(np.asarray(again.overlay_layer.data) > 0, case.truth > 0)
+    assert np.array_equal(again.session.proposal_mask > 0, case.truth > 0)
+    assert np.array_equal(again.overlay_layer.data, outlines_of(case.truth))
     again.close_session()
