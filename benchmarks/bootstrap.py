@@ -1,14 +1,18 @@
-"""Bootstrap figure: train on simulated pneumothoraces in one real CT, test on another real CT.
+"""Bootstrap figure: a DEFAULT ``ptx-annotate bootstrap`` on one real CT, tested on another real CT.
 
-1. ``ptx-annotate bootstrap`` on the TCIA study (``--size 256`` by default), timed end to end
-   (simulation, training, hold-out evaluation, saving);
+1. ``ptx-annotate bootstrap TCIA --out CKPT`` with no other flags (defaults are what users get:
+   20 planned cases, 256 px on the CPU, the 25-minute CPU budget), timed end to end (simulation,
+   training, hold-out evaluation, saving); ``--size``/``--epochs``/``--cases``/``--max-minutes``/
+   ``--threads`` pass flags through only when given;
 2. pneumothoraces simulated in a DIFFERENT real CT (the NRRD lung1 volume, another scanner and
    field of view), proposed with the new checkpoint exactly as ``ptx-annotate predict`` does
    (the inference engine in fp32, its post-processing with the outside-air rule, the 3D clean-up);
    Dice per case (3D, native resolution) and pooled over all cases, beside the Dice of the bare
    thresholded probabilities; and the false-positive volume on the untouched lung1 CT.
 
-Run from the project root: ``.venv/bin/python benchmarks/bootstrap.py [--max-minutes 22]``.
+The full leave-one-CT-out suite of a checkpoint is ``benchmarks/unet_suite.py``.
+
+Run from the project root: ``.venv/bin/python benchmarks/bootstrap.py``.
 Prints the numbers; ``--json PATH`` also writes them.
 """
 
@@ -40,12 +44,12 @@ def propose(proposer, volume) -> tuple[np.ndarray, np.ndarray]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--encoder", default="resnet34")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--cases", type=int, default=8)
-    parser.add_argument("--max-minutes", type=float, default=21.0, help="training time budget inside bootstrap")
-    parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (1 is fastest on a crowded machine)")
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--encoder", default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--cases", type=int, default=None)
+    parser.add_argument("--max-minutes", type=float, default=None, help="training time budget inside bootstrap")
+    parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's choice)")
     parser.add_argument("--out", default="/tmp/ptx_bootstrap_benchmark/bootstrap.safetensors")
     parser.add_argument("--checkpoint", default=None, help="skip training; evaluate this checkpoint")
     parser.add_argument("--json", default=None)
@@ -56,22 +60,25 @@ def main(argv=None) -> int:
             return 1
     import torch
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from ptx_annotator.cli import main as cli
     from ptx_annotator.io import load_volume
     from ptx_annotator.metrics import dice
     from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
 
-    figures = {"size": args.size, "encoder": args.encoder, "threads": args.threads, "cpu_count": os.cpu_count(),
+    figures = {"flags": {k: v for k, v in vars(args).items() if v is not None and k not in ("out", "json")},
+               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                "gpu": torch.cuda.is_available()}
     checkpoint = args.checkpoint
     if checkpoint is None:
         checkpoint = args.out
         Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        rc = cli(["bootstrap", str(TRAIN_CT), "--out", checkpoint, "--size", str(args.size), "--epochs", str(args.epochs),
-                  "--cases", str(args.cases), "--encoder", args.encoder, "--device", "cpu",
-                  "--max-minutes", str(args.max_minutes), "--threads", str(args.threads)])
+        flags = [(f"--{name.replace('_', '-')}", value) for name, value in
+                 (("size", args.size), ("encoder", args.encoder), ("epochs", args.epochs), ("cases", args.cases),
+                  ("max_minutes", args.max_minutes), ("threads", args.threads)) if value is not None]
+        rc = cli(["bootstrap", str(TRAIN_CT), "--out", checkpoint] + [str(x) for flag in flags for x in flag])
         figures["bootstrap_seconds"] = round(time.monotonic() - started, 1)
         figures["bootstrap_rc"] = rc
         print(f"bootstrap: {figures['bootstrap_seconds']:.0f} s wall ({figures['bootstrap_seconds'] / 60:.1f} min), rc {rc}")

@@ -10,8 +10,13 @@ from ptx_annotator.proposers.contract import Proposal, Proposer, SliceResult, pr
 
 def get_proposer(checkpoint=None, proposer: str = "classical", device: str | None = None,
                  precision: str | None = None, **options) -> Proposer:
-    """The model proposer for ``checkpoint`` if one is given, else the named weight-free proposer."""
+    """The model proposer for ``checkpoint`` if one is given (``proposer='combined'``: kept to the
+    pleural cavities), else the named weight-free proposer."""
     if checkpoint is not None:
+        if proposer == "combined":  # the model kept to the pleural cavities (proposers/combined.py)
+            from ptx_annotator.proposers.combined import CombinedProposer
+
+            return CombinedProposer.from_checkpoint(checkpoint, device=device, precision=precision, **options)
         from ptx_annotator.proposers.inference import ModelProposer
 
         return ModelProposer.from_checkpoint(checkpoint, device=device, precision=precision, **options)
