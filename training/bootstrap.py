@@ -26,7 +26,7 @@ from ptx_annotator.preprocessing import LUNG_WINDOW_HU
 from .bootstrap_plan import CASE_CYCLE, SEED_FLOOR, plan_cases, plan_summary
 from .data import LabelledSlice, SliceDataset, patient_id, study_volumes
 from .evaluate import calibrated_threshold, evaluate
-from .trainer import TrainConfig, TrainResult, fit, seed_everything
+from .trainer import TrainConfig, TrainResult, fastest_cpu_threads, fit, seed_everything
 
 #: Simulated cases per CT of a default run (the plan's cycle of ten kinds, twice).
 DEFAULT_CASES = 20
@@ -172,7 +172,8 @@ def _cap(slices: list, limit: int, seed: int) -> list:
 def bootstrap(studies, out, *, cases: int = DEFAULT_CASES, encoder: str = "resnet34",
               config: TrainConfig | None = None, progress=None, should_cancel=None,
               log: Callable[[str], None] | None = None, save: bool = True,
-              calibrate_threshold: bool = True, budget_seconds: float | None = None) -> BootstrapOutcome:
+              calibrate_threshold: bool = True, budget_seconds: float | None = None,
+              auto_threads: bool = False) -> BootstrapOutcome:
     """Simulate ``cases`` cases per CT of ``studies`` (the plan of :mod:`.bootstrap_plan`), train,
     evaluate, save ``out``.
 
@@ -180,7 +181,9 @@ def bootstrap(studies, out, *, cases: int = DEFAULT_CASES, encoder: str = "resne
     validation cases (:func:`~ptx_annotator.training.evaluate.choose_threshold`); the hold-out
     table is then measured at that threshold. On the CPU, a config without ``max_seconds`` gets
     the training time left of ``budget_seconds`` (default :data:`DEFAULT_CPU_BUDGET_SECONDS`)
-    after the simulation, so a default run ends in about that time.
+    after the simulation, so a default run ends in about that time. With ``auto_threads`` (the
+    CLI's default without ``--threads``) a CPU run trains with the faster of one and all threads
+    (:func:`~.trainer.fastest_cpu_threads`).
     """
     config = (config or TrainConfig()).resolved()
     started = time.monotonic()
@@ -214,6 +217,16 @@ def bootstrap(studies, out, *, cases: int = DEFAULT_CASES, encoder: str = "resne
     del train, val, hold, all_cases  # the HU slices are no longer needed once resized
     seed_everything(config.seed)  # the initial weights are part of "deterministic per seed"
     model = build_model(encoder)
+    threads = None
+    if auto_threads and not str(config.device).startswith("cuda"):
+        import torch
+
+        chosen, timings = fastest_cpu_threads(model, crop=config.crop_size or size, batch_size=config.batch_size)
+        torch.set_num_threads(chosen)
+        threads = {"chosen": chosen, "seconds_per_step": timings}
+        if log:
+            log(f"training with {chosen} CPU thread(s) (seconds per step: "
+                f"{', '.join(f'{n} thread(s) {t:.2f}' for n, t in timings.items())})")
     result = fit(model, train_set, val_set if len(val_set) else None, config, progress, should_cancel)
     threshold, choice = config.threshold, None
     if calibrate_threshold and result.best_state is not None:
@@ -230,6 +243,7 @@ def bootstrap(studies, out, *, cases: int = DEFAULT_CASES, encoder: str = "resne
                                       "case_cycle": list(CASE_CYCLE), "plan_summary": plan,
                                       "seed_floor": SEED_FLOOR, "cases": records, "slices": counts,
                                       "seconds_simulation": round(seconds_simulation, 1),
+                                      "cpu_threads": threads,
                                       "epochs": result.epochs_run, "best_epoch": result.best_epoch,
                                       "config": config.to_json(), "threshold_choice": choice,
                                       "history": result.history})

@@ -148,6 +148,42 @@ def make_loss(name: str) -> Callable:
     return combined
 
 
+def fastest_cpu_threads(model, crop: int = 128, batch_size: int = 4, steps: int = 2,
+                        candidates: tuple | None = None) -> tuple[int, dict]:
+    """``(threads, seconds per step by thread count)``: the faster of one and all intra-op threads.
+
+    On a crowded machine (other processes on the same cores) PyTorch's threads spin against each
+    other and one thread trains several times faster; on an idle one all threads win. A few
+    training steps on random data decide (the model's weights are restored afterwards).
+    """
+    import os
+
+    before = torch.get_num_threads()
+    candidates = candidates or tuple(sorted({1, max(1, before), max(1, os.cpu_count() or 1)}))
+    state = copy.deepcopy(model.state_dict())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    x = torch.rand(batch_size, 1, crop, crop)
+    y = (torch.rand(batch_size, 1, crop, crop) > 0.5).float()
+    timings = {}
+    model.train()
+    try:
+        for threads in candidates:
+            torch.set_num_threads(int(threads))
+            best = math.inf
+            for step in range(steps + 1):
+                started = time.perf_counter()
+                optimizer.zero_grad(set_to_none=True)
+                F.binary_cross_entropy_with_logits(model(x), y).backward()
+                optimizer.step()
+                if step:  # the first step warms up
+                    best = min(best, time.perf_counter() - started)
+            timings[int(threads)] = round(best, 3)
+    finally:
+        model.load_state_dict(state)
+        torch.set_num_threads(before)
+    return min(timings, key=timings.get), timings
+
+
 def seed_everything(seed: int) -> None:
     import random
 
