@@ -85,7 +85,8 @@ def main(argv=None) -> int:
                         help="canvases the checkpoint was trained on (skipped)")
     parser.add_argument("--cts", nargs="+", choices=sorted(ptx_suite.CTS), help="default: every other shared CT")
     parser.add_argument("--cases", nargs="+", choices=sorted(ptx_suite.SPECS), help="default: HELD_OUT_CASES")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="PyTorch threads (default 1: on the crowded shared CPU two threads run slower)")
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args(argv)
     import torch

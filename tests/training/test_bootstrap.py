@@ -139,3 +139,18 @@ def test_combined_proposer_keeps_the_model_to_the_pleural_cavities(tmp_path):
     assert combined.mask.any() and combined.source.startswith("combined:checkpoint:")
     np.testing.assert_array_equal(combined.mask, constrain(plain.mask, region, combined_proposer, case.volume.spacing))
     assert combined.params["kind"] == "combined" and combined.params["checkpoint"]["input_size"] == 64
+
+
+def test_thread_choice_is_timed_and_leaves_the_model_as_it_was():
+    import torch
+
+    from ptx_annotator.model import build_model
+    from ptx_annotator.training.trainer import fastest_cpu_threads
+
+    model = build_model("resnet34")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    threads_before = torch.get_num_threads()
+    chosen, timings = fastest_cpu_threads(model, crop=32, batch_size=2, steps=1, candidates=(1, 2))
+    assert chosen in (1, 2) and set(timings) == {1, 2} and timings[chosen] == min(timings.values())
+    assert torch.get_num_threads() == threads_before
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BatchNorm stats too
