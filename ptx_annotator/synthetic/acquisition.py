@@ -4,9 +4,10 @@
 
 * ``slice_mm`` (0.6-8 mm): each new slice averages the old ones over its thickness (a box
   profile: partial volume, so a thin rim on 8 mm slices reads above pure air) and is sampled at
-  a new spacing equal to its thickness; masks are averaged the same way and kept where at least
-  half of the new voxel is covered. Thinner than the source is interpolation (linear), not
-  information: it tests a proposer on thin-slice geometry, not thin-slice detail.
+  a new spacing equal to its thickness; masks (booleans, or the shares of each voxel they cover)
+  are averaged the same way and kept where at least half of the new voxel is covered
+  (:data:`ptx_annotator.synthetic.slab.COVERED_SHARE`, the one truth rule). Thinner than the
+  source is interpolation (linear), not information: it tests a proposer on thin-slice geometry, not thin-slice detail.
 * ``noise_hu``: added correlated noise of this SD (a low-dose series has 30-80 HU).
 * ``kernel``: ``smooth`` (Gaussian, sigma 0.8 pixel), ``standard`` (unchanged) or ``sharp``
   (unsharp masking: edges and noise enhanced, as a lung kernel does).
@@ -21,10 +22,13 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
+from ptx_annotator.synthetic.slab import COVERED_SHARE
 from ptx_annotator.volume import Volume
 
 KERNELS = ("smooth", "standard", "sharp")
 SLICE_MM_RANGE = (0.6, 8.0)
+#: Added noise beyond this SD (HU) is no CT protocol.
+NOISE_HU_MAX = 500.0
 #: Gaussian sigma (pixels) of the smooth kernel and of the unsharp mask's blur.
 SMOOTH_SIGMA_PX = 0.8
 #: Weight of the edge term of the sharp kernel (output = image + weight x (image - blurred)).
@@ -38,8 +42,8 @@ def reacquire(volume: Volume, masks: dict | None = None, slice_mm: float | None 
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, not {kernel!r}")
     if slice_mm is not None and not SLICE_MM_RANGE[0] <= slice_mm <= SLICE_MM_RANGE[1]:
         raise ValueError(f"slice_mm must be in [{SLICE_MM_RANGE[0]}, {SLICE_MM_RANGE[1]}] mm, not {slice_mm}")
-    if noise_hu < 0:
-        raise ValueError(f"noise_hu must not be negative, not {noise_hu}")
+    if not 0 <= noise_hu <= NOISE_HU_MAX:
+        raise ValueError(f"noise_hu must be in [0, {NOISE_HU_MAX:g}] HU, not {noise_hu}")
     masks = {k: np.asarray(v) for k, v in (masks or {}).items() if v is not None}
     hu = volume.hu.astype(np.float32)
     affine = np.array(volume.affine, dtype=float)
@@ -47,7 +51,7 @@ def reacquire(volume: Volume, masks: dict | None = None, slice_mm: float | None 
     if slice_mm is not None and abs(slice_mm - spacing[0]) > 1e-3:
         positions = _new_positions(hu.shape[0], spacing[0], slice_mm)
         hu = _resample_z(hu, spacing[0], slice_mm, positions)
-        masks = {k: _resample_z(m.astype(np.float32), spacing[0], slice_mm, positions) >= 0.5 for k, m in masks.items()}
+        masks = {k: _resample_z(m.astype(np.float32), spacing[0], slice_mm, positions) for k, m in masks.items()}
         affine[:3, 0] *= slice_mm / spacing[0]
         spacing = (float(slice_mm), spacing[1], spacing[2])
     rng = np.random.default_rng(seed)
@@ -67,7 +71,7 @@ def reacquire(volume: Volume, masks: dict | None = None, slice_mm: float | None 
     protocol = {"slice_mm": spacing[0], "noise_hu": float(noise_hu), "kernel": kernel, "seed": seed}
     new = dataclasses.replace(volume, hu=hu, spacing=spacing, affine=affine, source_files=[], slice_uids=[],
                               warnings=list(volume.warnings) + [f"Re-acquired: {protocol}."])
-    return new, {k: np.asarray(m).astype(np.uint8) for k, m in masks.items()}
+    return new, {k: (np.asarray(m, dtype=np.float32) >= COVERED_SHARE).astype(np.uint8) for k, m in masks.items()}
 
 
 def _new_positions(n: int, old_mm: float, new_mm: float) -> np.ndarray:

@@ -4,12 +4,18 @@ A spec (every option seeded, so the same spec on the same CT gives the same case
 
     {"pneumothorax": [{"side": "right", "rim_mm": 2, "location": "anterior", "seed": 1}, ...],
      "confounders": [{"kind": "bulla", "side": "left", "seed": 2}, ...],
+     "mediastinal_shift": {"shift_mm": 15, "seed": 4},
      "acquisition": {"slice_mm": 8, "noise_hu": 40, "kernel": "sharp", "seed": 3}}
 
 ``pneumothorax`` entries take the keyword options of
 :func:`ptx_annotator.synthetic.pneumothorax.simulate_pneumothorax` (two sides: bilateral);
 ``confounders`` those of :func:`ptx_annotator.synthetic.confounders.add_confounder`;
-``acquisition`` those of :func:`ptx_annotator.synthetic.acquisition.reacquire`. An empty
+``mediastinal_shift`` those of :func:`ptx_annotator.synthetic.shift.shift_mediastinum` (``away_from``
+defaults to the side of the largest pneumothorax; a tension pneumothorax), applied after the
+pneumothoraces and before the confounders, which are placed in the moved anatomy;
+``acquisition`` those of :func:`ptx_annotator.synthetic.acquisition.reacquire`. The truth is
+every voxel at least half filled by pneumothorax air (:mod:`ptx_annotator.synthetic.slab`): the
+air shares travel through the shift and the re-acquisition, and the rule is applied last. An empty
 ``pneumothorax`` list is a confounder-only (negative) case. :func:`random_spec` draws one.
 """
 
@@ -22,6 +28,7 @@ import numpy as np
 from ptx_annotator.anatomy import ThoraxAnatomy, segment_thorax
 from ptx_annotator.synthetic.confounders import CONFOUNDERS, add_confounder
 from ptx_annotator.synthetic.shape import LOCATIONS
+from ptx_annotator.synthetic.slab import COVERED_SHARE
 from ptx_annotator.volume import Volume
 
 _PTX_KEYS = {"side", "fraction", "seed", "anterior_bias", "apical_bias", "location", "rim_mm", "rim_extent",
@@ -49,12 +56,13 @@ def simulate_case(volume: Volume, spec: dict, anatomy: ThoraxAnatomy | None = No
     from ptx_annotator.synthetic.acquisition import reacquire
     from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
 
-    unknown = set(spec) - {"pneumothorax", "confounders", "acquisition", "name"}
+    unknown = set(spec) - {"pneumothorax", "confounders", "mediastinal_shift", "acquisition", "name"}
     if unknown:
-        raise ValueError(f"unknown spec keys {sorted(unknown)}; use pneumothorax, confounders, acquisition")
+        raise ValueError(f"unknown spec keys {sorted(unknown)}; use pneumothorax, confounders, mediastinal_shift, "
+                         "acquisition")
     anatomy = anatomy or segment_thorax(volume)
     current = volume
-    mask = np.zeros(volume.shape, dtype=bool)
+    air = np.zeros(volume.shape, dtype=np.float32)  # share of each voxel that is pneumothorax air
     fluid = np.zeros(volume.shape, dtype=bool)
     records = []
     for options in spec.get("pneumothorax", []):
@@ -63,24 +71,52 @@ def simulate_case(volume: Volume, spec: dict, anatomy: ThoraxAnatomy | None = No
             raise ValueError(f"unknown pneumothorax options {sorted(bad)}; use {sorted(_PTX_KEYS)}")
         result = simulate_pneumothorax(current, anatomy=anatomy, **options)
         current = result.volume
-        mask |= result.mask.astype(bool)
+        air = np.maximum(air, result.air_share)
         if result.fluid_mask is not None:
             fluid |= result.fluid_mask.astype(bool)
         records.append({"pneumothorax": result.options, "volume_ml": round(result.volume_ml, 2),
                         "fraction_achieved": round(result.fraction_achieved, 4)})
+    if spec.get("mediastinal_shift"):
+        current, anatomy, air, fluid, record = _shift(current, anatomy, air, fluid, records,
+                                                      spec["mediastinal_shift"])
+        records.append(record)
     others = np.zeros(volume.shape, dtype=bool)
     for options in spec.get("confounders", []):
-        result = add_confounder(current, anatomy=anatomy, avoid=mask | fluid, **options)
+        result = add_confounder(current, anatomy=anatomy, avoid=(air > 0) | fluid, **options)
         current = result.volume
         others |= result.mask.astype(bool)
         records.append({"confounder": result.options, "volume_ml": round(result.volume_ml, 2)})
     acquisition = spec.get("acquisition")
     if acquisition:
-        current, masks = reacquire(current, {"mask": mask, "confounders": others, "fluid": fluid}, **acquisition)
+        current, masks = reacquire(current, {"mask": air, "confounders": others, "fluid": fluid}, **acquisition)
         mask, others, fluid = (masks[k].astype(bool) for k in ("mask", "confounders", "fluid"))
         records.append({"acquisition": dict(acquisition)})
+    else:
+        mask = air >= COVERED_SHARE
     return SimulatedCase(volume=current, mask=mask.astype(np.uint8), confounder_mask=others.astype(np.uint8),
                          fluid_mask=fluid.astype(np.uint8), spec=spec, records=records)
+
+
+def _shift(volume, anatomy, air, fluid, records, options):
+    """The mediastinal shift of ``options``, away from the largest pneumothorax unless ``away_from`` says."""
+    from ptx_annotator.synthetic.shift import shift_mediastinum
+
+    bad = set(options) - {"shift_mm", "away_from", "seed"}
+    if bad:
+        raise ValueError(f"unknown mediastinal_shift options {sorted(bad)}; use away_from, seed, shift_mm")
+    if "shift_mm" not in options:
+        raise ValueError("mediastinal_shift needs shift_mm (how far the mediastinum moves, in mm)")
+    options = dict(options)
+    if "away_from" not in options:
+        sides = [(r["volume_ml"], r["pneumothorax"]["side"]) for r in records if "pneumothorax" in r]
+        if not sides:
+            raise ValueError("mediastinal_shift needs a pneumothorax to push the mediastinum, or away_from")
+        options["away_from"] = max(sides)[1]
+    result = shift_mediastinum(volume, anatomy, masks={"air": air, "fluid": fluid}, **options)
+    air, fluid = result.masks["air"], result.masks["fluid"].astype(bool)
+    record = {"mediastinal_shift": result.options,
+              "volume_ml_after": round(float((air >= COVERED_SHARE).sum() * volume.voxel_volume_ml), 2)}
+    return result.volume, result.anatomy, air, fluid, record
 
 
 def random_spec(rng: np.random.Generator, positive_share: float = 0.75, confounder_share: float = 0.4,

@@ -18,6 +18,7 @@ from scipy import ndimage as ndi
 
 from ptx_annotator.anatomy import ThoraxAnatomy, segment_thorax
 from ptx_annotator.geometry import bounding_box
+from ptx_annotator.synthetic.slab import COVERED_SHARE, cavity_on_subslices, slab_mean, subslices, to_subslices
 from ptx_annotator.synthetic.shape import (LOCATIONS, RIM_EXTENTS, adhesion_patches, nondependent_direction,  # noqa: F401
                                            normalised_along, patient_coordinates, rim_region, thickness_weight)
 from ptx_annotator.volume import Volume
@@ -32,6 +33,11 @@ FLUID_HU = 15.0
 HALO_MM = 2.5
 #: Compressed parenchyma is not made denser than this (HU).
 MAX_COMPRESSED_HU = -200.0
+
+#: Accepted ranges of the options (a rim's mm of air; shares of the wall and of the pleural space).
+RIM_MM_RANGE = (0.5, 20.0)
+ADHESIONS_MAX = 0.7
+FLUID_SHARE_MAX = 0.7
 
 #: Air thinner than this (mm) is not laid down: no hairline rims along the dependent chest wall.
 MIN_THICKNESS_MM = 2.0
@@ -66,6 +72,9 @@ class SimulatedPneumothorax:
         Pleural fluid of a hydropneumothorax (dependent, below the air-fluid level).
     options : dict
         Every option the simulation used (seeded and recorded: same options, same result).
+    air_share : ndarray of float32 or None
+        Share of each voxel that is pleural air (partial volume of thick slices, see
+        :mod:`ptx_annotator.synthetic.slab`); ``mask`` is where it is at least ``COVERED_SHARE``.
     """
 
     volume: Volume
@@ -78,6 +87,7 @@ class SimulatedPneumothorax:
     seed: int = 0
     fluid_mask: np.ndarray | None = None
     options: dict = dataclasses.field(default_factory=dict)
+    air_share: np.ndarray | None = None
 
 
 def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float = 0.2, seed: int = 0,
@@ -119,10 +129,10 @@ def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float =
         raise ValueError(f"side must be 'right' or 'left' (patient side), not {side!r}")
     if rim_mm is None and not 0 < fraction <= 0.9:
         raise ValueError(f"fraction must be in (0, 0.9] of the hemithorax, not {fraction}")
-    if rim_mm is not None and not 0.5 <= rim_mm <= 20:
-        raise ValueError(f"rim_mm must be in [0.5, 20] mm, not {rim_mm}")
+    if rim_mm is not None and not RIM_MM_RANGE[0] <= rim_mm <= RIM_MM_RANGE[1]:
+        raise ValueError(f"rim_mm must be in [{RIM_MM_RANGE[0]:g}, {RIM_MM_RANGE[1]:g}] mm, not {rim_mm}")
     for name, value, high in (("anterior_bias", anterior_bias, 1), ("apical_bias", apical_bias, 1),
-                              ("adhesions", adhesions, 0.7), ("fluid_share", fluid_share, 0.7)):
+                              ("adhesions", adhesions, ADHESIONS_MAX), ("fluid_share", fluid_share, FLUID_SHARE_MAX)):
         if not 0 <= value <= high:
             raise ValueError(f"{name} must be in [0, {high}], not {value}")
     if rim_extent not in RIM_EXTENTS:
@@ -144,36 +154,40 @@ def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float =
     spacing = np.asarray(volume.spacing, dtype=float)
     cavity = _close_in_plane(hemi, POCKET_MM / spacing[1])  # hilar pockets are not chest wall
     weight = thickness_weight(volume, hemi, box, side, location, anterior_bias, apical_bias, rng)
-    if adhesions > 0:  # an adhesion holds the lung at a patch of the wall: every voxel whose nearest wall is there
-        depth, nearest = ndi.distance_transform_edt(np.pad(cavity, 1), sampling=spacing, return_indices=True)
-        patches = np.pad(adhesion_patches(hemi.shape, spacing, adhesions, rng), 1)
-        held = patches[tuple(nearest)][1:-1, 1:-1, 1:-1]
-        depth = depth[1:-1, 1:-1, 1:-1]
-        del nearest, patches
-    else:
-        depth = ndi.distance_transform_edt(np.pad(cavity, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-        held = np.zeros(hemi.shape, dtype=bool)
-
-    if rim_mm is not None:  # a thin rim of even thickness (+-20 %) over its region
-        region = rim_region(volume, hemi, box, side, location, rim_extent) & ~held
-        thickness = np.where(region, rim_mm * np.clip(weight / max(float(np.median(weight[hemi])), 1e-3),
-                                                       0.8, 1.2), 0.0).astype(np.float32)
-    else:
-        weight = np.where(held, 0.0, weight).astype(np.float32)
-        inside = (depth[hemi] + MIN_THICKNESS_MM) / np.maximum(weight[hemi], 1e-6)
-        threshold = float(np.quantile(inside, fraction))
-        thickness = threshold * weight - MIN_THICKNESS_MM
-    space = _drop_specks(hemi & (depth < thickness), volume.voxel_volume_ml)
-    fluid = _dependent_part(volume, box, space, fluid_share)
-    ptx = space & ~fluid
+    patches = adhesion_patches(hemi.shape, spacing, adhesions, rng) if adhesions > 0 else None
+    region = rim_region(volume, hemi, box, side, location, rim_extent) if rim_mm is not None else None
+    n = subslices(spacing[0])  # thick slices: the air is laid down on sub-slices (partial volume)
+    fine_spacing = np.array([spacing[0] / n, spacing[1], spacing[2]])
+    fine_cavity = cavity_on_subslices(cavity, spacing, n)
+    grid = (fine_cavity & to_subslices(hemi, n, linear=False), fine_cavity, to_subslices(weight, n),
+            None if patches is None else to_subslices(patches, n, linear=False),
+            None if region is None else to_subslices(region, n, linear=False), fine_spacing)
+    fine_space, fine_thickness, fine_depth, held = _pleural_space(*grid, rim_mm, fraction, volume.voxel_volume_ml / n)
+    if rim_mm is None and n > 1:  # the half-covered rule moves the volume a little: aim once more
+        got = float(np.mean((slab_mean(fine_space, n) >= COVERED_SHARE)[hemi]))
+        if got > 0:
+            fine_space, fine_thickness, _, _ = _pleural_space(*grid, rim_mm, min(fraction * fraction / got, 0.95),
+                                                              volume.voxel_volume_ml / n, (fine_depth, held))
+    del grid, held
+    share = slab_mean(fine_space, n)  # the share of each voxel that is pleural space
+    thickness = slab_mean(fine_thickness, n)
+    depth = fine_depth if n == 1 else _wall_depth(cavity, spacing)
+    del fine_space, fine_thickness, fine_cavity, fine_depth
+    space = share >= COVERED_SHARE
+    below = _below_fluid_level(volume, box, space, fluid_share)
+    fluid = space & below
+    ptx = space & ~below
 
     hu = np.array(volume.hu, copy=True)
-    new_box = _collapse_lung(volume, anatomy, side, box, hemi, space, depth, thickness)
+    air_share = np.where(below, 0.0, share).astype(np.float32)
+    # the visceral pleura: the first lung voxels without air beside the air (partial-volume voxels are air and lung)
+    line = _pleural_line(hemi & (share == 0), air_share > 0)
+    new_box = _collapse_lung(volume, anatomy, side, box, hemi, space, depth, thickness, share, line)
     air = air_mean + air_sd * _correlated_noise(rng, ptx.shape)
-    new_box = np.where(ptx, air, new_box)
+    # a voxel with pleural space in it: that share is air (or fluid), the rest is what the voxel held before
+    new_box = np.where(share > 0, volume.hu[box].astype(np.float32) * (1 - share) + air * air_share, new_box)
     if fluid.any():
-        new_box = np.where(fluid, FLUID_HU + air_sd * _correlated_noise(rng, ptx.shape), new_box)
-    line = _pleural_line(hemi & ~space, ptx)
+        new_box += np.where(below, share, 0.0) * (FLUID_HU + air_sd * _correlated_noise(rng, ptx.shape))
     new_box[line] = np.maximum(new_box[line], PLEURAL_LINE_HU + air_sd * rng.standard_normal(int(line.sum())))
     info = np.iinfo(hu.dtype) if hu.dtype.kind in "iu" else None
     low = max(float(volume.hu.min()), info.min if info else -np.inf)
@@ -182,6 +196,8 @@ def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float =
 
     mask = np.zeros(volume.shape, dtype=np.uint8)
     mask[box] = ptx
+    full_share = np.zeros(volume.shape, dtype=np.float32)
+    full_share[box] = air_share
     fluid_mask = None
     if fluid.any():
         fluid_mask = np.zeros(volume.shape, dtype=np.uint8)
@@ -198,7 +214,8 @@ def simulate_pneumothorax(volume: Volume, side: str = "right", fraction: float =
     return SimulatedPneumothorax(volume=new_volume, mask=mask, side=side, fraction_achieved=achieved,
                                  volume_ml=float(ptx.sum() * volume.voxel_volume_ml),
                                  fraction_requested=0.0 if rim_mm is not None else fraction,
-                                 air_hu=(air_mean, air_sd), seed=seed, fluid_mask=fluid_mask, options=options)
+                                 air_hu=(air_mean, air_sd), seed=seed, fluid_mask=fluid_mask, options=options,
+                                 air_share=full_share)
 
 
 def _drop_specks(space: np.ndarray, voxel_ml: float) -> np.ndarray:
@@ -211,13 +228,43 @@ def _drop_specks(space: np.ndarray, voxel_ml: float) -> np.ndarray:
     return keep[labels]
 
 
-def _dependent_part(volume: Volume, box, space: np.ndarray, share: float) -> np.ndarray:
-    """The dependent ``share`` of ``space`` below one horizontal level (the air-fluid level)."""
+def _below_fluid_level(volume: Volume, box, space: np.ndarray, share: float) -> np.ndarray:
+    """Where the box lies below one horizontal level that leaves the dependent ``share`` of ``space`` under it."""
     if share <= 0 or not space.any():
         return np.zeros(space.shape, dtype=bool)
     height = normalised_along(patient_coordinates(volume, box), nondependent_direction(volume), space)
     level = float(np.quantile(height[space], share))
-    return space & (height < level)
+    return height < level
+
+
+def _wall_depth(cavity: np.ndarray, spacing, return_indices: bool = False):
+    """Distance (mm) of each voxel of ``cavity`` to the nearest voxel outside it (outside the array too)."""
+    result = ndi.distance_transform_edt(np.pad(cavity, 1), sampling=spacing, return_indices=return_indices)
+    if not return_indices:
+        return result[1:-1, 1:-1, 1:-1]
+    return result[0][1:-1, 1:-1, 1:-1], result[1]
+
+
+def _pleural_space(hemi, cavity, weight, patches, region, spacing, rim_mm, fraction, voxel_ml, depth_held=None):
+    """The pleural space on one grid (the CT's slices or sub-slices), the air thickness at the wall,
+    and the wall depth and adhesion-held voxels (pass them back as ``depth_held`` to aim again)."""
+    if depth_held is not None:
+        depth, held = depth_held
+    elif patches is not None:  # an adhesion holds the lung at a patch of the wall: every voxel whose nearest wall is there
+        depth, nearest = _wall_depth(cavity, spacing, return_indices=True)
+        held = np.pad(patches, 1)[tuple(nearest)][1:-1, 1:-1, 1:-1]
+        del nearest
+    else:
+        depth = _wall_depth(cavity, spacing)
+        held = np.zeros(hemi.shape, dtype=bool)
+    if rim_mm is not None:  # a thin rim of even thickness (+-20 %) over its region
+        scale = max(float(np.median(weight[hemi])), 1e-3)
+        thickness = np.where(region & ~held, rim_mm * np.clip(weight / scale, 0.8, 1.2), 0.0).astype(np.float32)
+    else:
+        weight = np.where(held, 0.0, weight).astype(np.float32)
+        inside = (depth[hemi] + MIN_THICKNESS_MM) / np.maximum(weight[hemi], 1e-6)
+        thickness = (float(np.quantile(inside, fraction)) * weight - MIN_THICKNESS_MM).astype(np.float32)
+    return _drop_specks(hemi & (depth < thickness), voxel_ml), thickness, depth, held
 
 
 def estimate_air_noise(volume: Volume, anatomy: ThoraxAnatomy) -> tuple[float, float]:
@@ -243,12 +290,14 @@ def estimate_air_noise(volume: Volume, anatomy: ThoraxAnatomy) -> tuple[float, f
     return float(median), max(float(q75 - q25) / 1.349, 1.0)
 
 
-def _collapse_lung(volume, anatomy, side, box, hemi, ptx, depth, thickness) -> np.ndarray:
+def _collapse_lung(volume, anatomy, side, box, hemi, ptx, depth, thickness, share, line) -> np.ndarray:
     """HU of the box with the lung pulled in radially towards the hilum, compressed lung denser.
 
     A voxel ``p`` of the new lung takes the value found at ``c + (p - c) * k`` with ``c`` near
     the hilum and ``k = (r + d) / (r + d - t)`` (``r`` distance to ``c``, ``d`` depth below the
     pleura, ``t`` local air thickness): the new lung surface samples the old pleural surface.
+    Voxels with some pleural space in them (``share`` > 0) and the pleural ``line`` are written by the
+    caller; the rest of the lung is made denser so that the hemithorax keeps its tissue mass.
     """
     spacing = np.asarray(volume.spacing, dtype=np.float32)
     source = volume.hu[box].astype(np.float32)
@@ -289,10 +338,13 @@ def _collapse_lung(volume, anatomy, side, box, hemi, ptx, depth, thickness) -> n
     compressible = new_lung & (warped < MAX_COMPRESSED_HU)
     excess = warped + 1000.0
     original_excess = float((source[hemi] + 1000.0).sum())
-    # the pleural line (soft tissue at the lung edge) is part of the lung's mass budget
-    line = _pleural_line(new_lung, ptx)
-    kept_excess = float(excess[new_lung & ~compressible & ~line].sum()) + line.sum() * (PLEURAL_LINE_HU + 1000.0)
-    compressible &= ~line
+    # the pleural line (soft tissue at the lung edge) and what stays of the voxels that got some air
+    # (their share without air keeps its own tissue) are part of the lung's mass budget
+    partial = share > 0
+    kept_excess = (float(excess[new_lung & ~partial & ~compressible & ~line].sum())
+                   + float(np.maximum(excess[line], PLEURAL_LINE_HU + 1000.0).sum())
+                   + float(((1 - share[partial]) * (volume.hu[box][partial].astype(np.float32) + 1000.0)).sum()))
+    compressible &= ~line & ~partial
     scale = (original_excess - kept_excess) / max(float(excess[compressible].sum()), 1.0)
     denser = -1000.0 + excess * max(scale, 1.0)
     warped = np.where(compressible, np.minimum(denser, MAX_COMPRESSED_HU), warped)
