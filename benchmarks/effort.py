@@ -1,33 +1,45 @@
 """Annotation effort from the proposal versus from an empty mask, with the review session's own tools.
 
 A scripted annotator works slice by slice until each slice's Dice against the truth is at least
-:data:`DICE_TARGET` (two empty slices agree). Its tools are those of
+:data:`DICE_TARGET` (two empty slices agree). Its tools are those of the review widget, through
 :class:`~ptx_annotator.review.session.ReviewSession`: brush and erase strokes of the widget's
 default size (:data:`~ptx_annotator.review.tools.DEFAULT_BRUSH_SIZE`; the brush may be HU-limited
-to pleural air), accept (a range of slices at once), fill between slices.
+to pleural air), Clear slice, accept (a range of slices at once), fill between slices.
 
 A stroke is one drag: it starts where one dab of the brush gains most (pixels put right minus
 pixels put wrong) and moves on, dab by dab within one brush radius, while a dab still gains. One
-stroke, one fill and one accept of a range each count as one action; painted voxels are those a
-stroke changed.
+stroke, one Clear slice, one fill and one accept of a range each count as one action. Painted
+voxels are those the reader's strokes changed; what Clear slice, fill and accept change is done
+by the tool, not painted (the voxels a Clear took away are reported apart, ``cleared``).
 
 From the proposal
     Every slice whose proposal already reaches the target is accepted untouched (all of them in
-    one bulk accept at the end); the others are corrected with strokes.
+    one bulk accept at the end). A slice whose proposal marks air where the truth has none is
+    cleared with one Clear slice (as a reader would, rather than rubbing it out); the others are
+    corrected with strokes, except a run of three or more slices the proposal missed outright:
+    that is drawn as from scratch (every k-th slice, the from-scratch run's best k, then fill
+    between), since a reader facing a missed pneumothorax has the same tools as from an empty mask.
 From an empty mask
     The annotator draws every k-th slice of the pneumothorax's extent (first and last included),
     fills between them, corrects the filled slices that miss the target and accepts the empty
     rest in one go. Every k in :data:`KEY_STEPS` is tried and the cheapest (fewest painted
     voxels) counts, so the from-scratch figure is the best a user of these tools could do.
 
-Cases: simulated pneumothoraces (:mod:`ptx_annotator.synthetic`) in the shared TCIA CT, proposed
-by the classical proposer; ``--ct CT --truth MASK`` runs one given case instead. Also measured, on
-the last case: accepting every slice at once in the session, and ranking the next slice (first
-call, then after an edit: only changed slices are rescored). The last line is
-``voxels R actions S accepted A`` (R, S: from scratch divided by from the proposal, over all
-cases; A: share of slices accepted untouched from the proposal).
+Accepted untouched is counted over every slice of the study: the reader has to look at each one,
+empty or not (the share over the slices where the truth or the proposal has air is printed too).
 
-Run: ``.venv/bin/python benchmarks/effort.py [--quick]`` or ``--ct CT --truth MASK``.
+Cases: the evaluation suite of the detection issue (``benchmarks/ptx_suite.py``: its seeded
+``SPECS`` on every shared chest CT, confounder-only and untouched CTs included, since a reader
+reviews those too), proposed by the default proposer (:func:`ptx_annotator.proposers.get_proposer`,
+what a fresh install uses). ``--quick`` runs :data:`QUICK_TUNING` on the two tuning CTs and
+:data:`QUICK_HELD_OUT` on the other three; ``--ct CT --truth MASK`` runs one given case. Also
+measured, on the last case: accepting every slice at once in the session, and ranking the next
+slice (first call, then after an edit: only changed slices are rescored). The last line is
+``voxels R actions S accepted A`` (R, S: from scratch divided by from the proposal, summed over
+all cases; A: share of the slices of all cases accepted untouched from the proposal).
+
+Run: ``.venv/bin/python benchmarks/effort.py [--quick] [--cts tcia lidc] [--cases NAME ...]`` or
+``--ct CT --truth MASK``.
 """
 
 from __future__ import annotations
@@ -52,8 +64,11 @@ KEY_STEPS = (1, 2, 3, 4)
 MAX_STROKES_PER_SLICE = 400
 #: A drag ends after this many dabs (a safety stop).
 MAX_DABS_PER_STROKE = 5000
-TCIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct" / "tcia_lung_pet_ct_dx_A0001"
-CASES = [("right", 0.3, 0), ("left", 0.1, 1), ("right", 0.05, 2), ("left", 0.2, 3)]
+SUITE = Path(__file__).resolve().parent / "ptx_suite.py"
+#: ``--quick``: suite cases on the tuning CTs, and on each held-out CT.
+QUICK_TUNING = ("rim2_anterior", "small3_anterior", "medium15_basal_left", "hydro25", "ptx10_bulla",
+                "neg_oesophagus_bowel")
+QUICK_HELD_OUT = ("rim2_anterior", "medium10_posterior", "untouched")
 
 
 def slice_dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -65,7 +80,8 @@ def slice_dice(a: np.ndarray, b: np.ndarray) -> float:
 @dataclass
 class Effort:
     actions: int = 0
-    voxels: int = 0
+    voxels: int = 0  # painted by the reader's strokes
+    cleared: int = 0  # taken away by Clear slice (one action each, not painted)
     accepted_untouched: int = 0
     short: int = 0  # slices left below the target (the brush could not get there)
 
@@ -79,17 +95,40 @@ class ScriptedAnnotator:
         self._kernel = disk_stroke((size + 1, size + 1), [(size / 2, size / 2)], size).astype(np.float32)
         hu = np.asarray(session.volume.hu)
         self._air = (hu >= PLEURAL_AIR_HU[0]) & (hu <= PLEURAL_AIR_HU[1])
+        self._recording: list | None = None
 
     def good(self, z: int) -> bool:
         return slice_dice(self.session.annotation.mask[z], self.truth[z]) >= DICE_TARGET
 
     def correct(self, z: int) -> None:
+        if not self.truth[z].any() and self.session.annotation.mask[z].any():
+            self.clear(z)  # air where there is none: one Clear slice
+            return
         strokes = 0
         while not self.good(z):
             if strokes >= MAX_STROKES_PER_SLICE or not self._stroke(z):
                 self.effort.short += 1
                 return
             strokes += 1
+
+    def draw(self, z: int, cache: dict) -> None:
+        """Draw the empty slice ``z``; ``cache`` keeps each slice's drags (the same from any empty start)."""
+        if z in cache:
+            drags, short = cache[z]
+            for points, kind in drags:
+                self._brush(z, points, kind)
+            self.effort.short += short
+            return
+        self._recording, before = [], self.effort.short
+        self.correct(z)
+        cache[z] = (self._recording, self.effort.short - before)
+        self._recording = None
+
+    def clear(self, z: int) -> None:
+        before = int(np.count_nonzero(self.session.annotation.mask[z]))
+        self.session.clear(z)
+        self.effort.actions += 1
+        self.effort.cleared += before
 
     def accept(self, indices) -> None:
         indices = list(indices)
@@ -137,30 +176,54 @@ class ScriptedAnnotator:
             best = np.unravel_index(int(np.argmax(window)), window.shape)
             points.append((int(near[0].start + best[0]), int(near[1].start + best[1])))
             sim = self._apply(sim, z, points[-2:], kind)
+        return self._brush(z, points, kind) > 0
+
+    def _brush(self, z: int, points, kind: str) -> int:
+        """One drag through the session's brush; returns the pixels it changed."""
         changed = self.session.brush(points, index=z, size=self.size, erase=kind == "erase",
                                      hu_range=PLEURAL_AIR_HU if kind == "air" else None)
         self.effort.actions += 1
         self.effort.voxels += changed
-        return changed > 0
+        if self._recording is not None:
+            self._recording.append((points, kind))
+        return changed
 
     def _apply(self, sim: np.ndarray, z: int, points, kind: str) -> np.ndarray:
-        covered = disk_stroke(sim.shape, points, self.size)
+        """``sim`` after one more segment of the drag (the brush's own disk, drawn in a window round it)."""
+        corner = np.maximum(np.min(points, axis=0) - self.size, 0)
+        far = np.minimum(np.max(points, axis=0) + self.size + 1, sim.shape)
+        window = tuple(slice(int(a), int(b)) for a, b in zip(corner, far))
+        covered = disk_stroke(tuple(int(b - a) for a, b in zip(corner, far)),
+                              [(y - corner[0], x - corner[1]) for y, x in points], self.size)
+        sim = sim.copy()
         if kind == "erase":
-            return sim & ~covered
-        return sim | (covered & self._air[z]) if kind == "air" else sim | covered
+            sim[window] &= ~covered
+        else:
+            sim[window] |= covered & self._air[z][window] if kind == "air" else covered
+        return sim
 
 
-def from_proposal(volume, truth, proposal, anatomy=None) -> tuple[Effort, ReviewSession]:
+def from_proposal(volume, truth, proposal, anatomy=None, step: int = 1,
+                  cache: dict | None = None) -> tuple[Effort, ReviewSession]:
+    """Correct the proposal; a run of 3 or more slices it missed outright is drawn as from scratch, every ``step``-th."""
     session = ReviewSession(volume, _empty(volume), anatomy=anatomy)
     session.begin_proposal("benchmark-proposal", {}, with_probabilities=False)
     for z in range(volume.shape[0]):
         session.add_proposal_slice(_result(z, proposal[z], volume.shape[0]))
     annotator = ScriptedAnnotator(session, truth)
-    untouched = []
-    for z in range(volume.shape[0]):
-        if annotator.good(z):
-            untouched.append(z)
-        else:
+    cache = {} if cache is None else cache
+    untouched = [z for z in range(volume.shape[0]) if annotator.good(z)]
+    failing = sorted(set(range(volume.shape[0])) - set(untouched))
+    runs = np.split(np.asarray(failing, dtype=int), np.flatnonzero(np.diff(failing) != 1) + 1) if failing else []
+    for run in runs:
+        run = [int(z) for z in run]
+        if step > 1 and len(run) >= 3 and not any(np.asarray(proposal[z]).any() for z in run):
+            keys = sorted(set(range(run[0], run[-1] + 1, step)) | {run[-1]})
+            for z in keys:
+                annotator.draw(z, cache)
+            annotator.fill(run[0], run[-1])
+            run = [z for z in run if z not in keys and not annotator.good(z)]
+        for z in run:
             annotator.correct(z)
     # slices the brush could not bring to the target (counted in 'short') are accepted as they are
     annotator.accept(sorted(set(untouched) | set(session.proposed_slices())))
@@ -168,15 +231,17 @@ def from_proposal(volume, truth, proposal, anatomy=None) -> tuple[Effort, Review
     return annotator.effort, session
 
 
-def from_scratch(volume, truth, step: int, anatomy=None) -> tuple[Effort, ReviewSession]:
+def from_scratch(volume, truth, step: int, anatomy=None, cache: dict | None = None) -> tuple[Effort, ReviewSession]:
+    """Draw every ``step``-th slice, fill between, correct; ``cache`` shares the drawn slices between steps."""
     session = ReviewSession(volume, _empty(volume), anatomy=anatomy)
     annotator = ScriptedAnnotator(session, truth)
+    cache = {} if cache is None else cache
     busy = np.flatnonzero(truth.reshape(truth.shape[0], -1).any(axis=1))
     if busy.size:
         first, last = int(busy[0]), int(busy[-1])
         keys = sorted(set(range(first, last + 1, step)) | {last})
         for z in keys:
-            annotator.correct(z)
+            annotator.draw(z, cache)
             if session.state(z) != EDITED:
                 annotator.accept([z])  # a key slice the truth leaves empty
         if step > 1:
@@ -227,18 +292,32 @@ def run_case(name, volume, truth, proposal) -> dict:
     from ptx_annotator.anatomy import segment_thorax
 
     anatomy = segment_thorax(volume)  # once per case: every session of the case shares it
-    proposed = from_proposal(volume, truth, proposal, anatomy)[0]
-    scratch = {step: from_scratch(volume, truth, step, anatomy)[0] for step in KEY_STEPS}
+    cache: dict = {}
+    scratch = {step: from_scratch(volume, truth, step, anatomy, cache)[0] for step in KEY_STEPS}
     step = min(scratch, key=lambda k: (scratch[k].voxels, scratch[k].actions))
+    proposed = from_proposal(volume, truth, proposal, anatomy, step, cache)[0]
+    content = int(np.count_nonzero((truth | (proposal > 0)).reshape(truth.shape[0], -1).any(axis=1)))
     row = {"case": name, "slices": volume.shape[0], "truth_ml": float(truth.sum() * volume.voxel_volume_ml),
+           "proposed_ml": float((proposal > 0).sum() * volume.voxel_volume_ml),
            "proposal_dice": slice_dice(proposal, truth), "prop_actions": proposed.actions, "prop_voxels": proposed.voxels,
-           "accepted": proposed.accepted_untouched, "prop_short": proposed.short, "step": step,
-           "scratch_actions": scratch[step].actions, "scratch_voxels": scratch[step].voxels,
-           "scratch_short": scratch[step].short}
-    print(f"{row['case']:<24}{row['truth_ml']:>9.1f}{row['proposal_dice']:>7.3f}{row['prop_voxels']:>12}"
-          f"{row['prop_actions']:>10}{row['accepted']:>7}/{row['slices']:<4}{row['scratch_voxels']:>11}"
-          f"{row['scratch_actions']:>10}{row['step']:>3}{row['prop_short'] + row['scratch_short']:>6}", flush=True)
+           "prop_cleared": proposed.cleared, "accepted": proposed.accepted_untouched, "content_slices": content,
+           "prop_short": proposed.short, "step": step, "scratch_actions": scratch[step].actions,
+           "scratch_voxels": scratch[step].voxels, "scratch_short": scratch[step].short}
+    print(_line(row), flush=True)
     return row
+
+
+HEADER = (f"{'case':<34}{'truth mL':>9}{'prop mL':>9}{'Dice':>7}{'prop vox':>10}{'acts':>6}{'cleared':>8}"
+          f"{'accepted':>10}{'scr vox':>9}{'acts':>6}{'k':>3}{'short':>6}{'R':>7}{'S':>6}")
+
+
+def _line(row: dict) -> str:
+    return (f"{row['case'][:33]:<34}{row['truth_ml']:>9.1f}{row['proposed_ml']:>9.1f}{row['proposal_dice']:>7.3f}"
+            f"{row['prop_voxels']:>10}{row['prop_actions']:>6}{row['prop_cleared']:>8}"
+            f"{row['accepted']:>6}/{row['slices']:<3}{row['scratch_voxels']:>9}{row['scratch_actions']:>6}"
+            f"{row['step']:>3}{row['prop_short'] + row['scratch_short']:>6}"
+            f"{_ratio(row['scratch_voxels'], row['prop_voxels']):>7.1f}"
+            f"{_ratio(row['scratch_actions'], row['prop_actions']):>6.1f}")
 
 
 def _ratio(scratch: int, proposal: int) -> float:
@@ -246,20 +325,48 @@ def _ratio(scratch: int, proposal: int) -> float:
     return scratch / proposal if proposal else float("inf")
 
 
+def load_suite():
+    """``benchmarks/ptx_suite.py`` as a module (its CTs, specs and canvas loader)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ptx_suite_for_effort", SUITE)
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    return suite
+
+
+def suite_cases(suite, cts, tuning_names, held_out_names):
+    """(name, volume, truth) of the detection suite's cases, built one at a time on each shared CT."""
+    from ptx_annotator.anatomy import segment_thorax
+    from ptx_annotator.synthetic.cases import simulate_case
+
+    for ct in cts:
+        if not suite.CTS[ct].exists():
+            print(f"skip {ct}: {suite.CTS[ct]} is absent", file=sys.stderr)
+            continue
+        volume = suite.load_canvas(ct)
+        anatomy = segment_thorax(volume)
+        for name in tuning_names if ct in suite.TUNING_CTS else held_out_names:
+            case = simulate_case(volume, suite.SPECS[name][0], anatomy=anatomy)
+            yield f"{ct}/{name}", case.volume, case.mask > 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ct", help="one CT (DICOM folder, NIfTI or NRRD) instead of the simulated cases")
+    parser.add_argument("--ct", help="one CT (DICOM folder, NIfTI or NRRD) instead of the suite's cases")
     parser.add_argument("--truth", help="the truth mask of --ct (NIfTI, NRRD or DICOM SEG)")
-    parser.add_argument("--quick", action="store_true", help="two simulated cases instead of four")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{len(QUICK_TUNING)} cases on each tuning CT, {len(QUICK_HELD_OUT)} on each held-out one")
+    parser.add_argument("--cts", nargs="+", help="shared CTs of the suite (default: all)")
+    parser.add_argument("--cases", nargs="+", help="suite case names, on every CT (default: all, or --quick's)")
     args = parser.parse_args(argv)
     from ptx_annotator.io import load_volume
 
     if bool(args.ct) != bool(args.truth):
-        print("error: give both --ct CT and --truth MASK (or neither, for the simulated cases)", file=sys.stderr)
+        print("error: give both --ct CT and --truth MASK (or neither, for the suite's cases)", file=sys.stderr)
         return 2
-    header = (f"{'case':<24}{'truth mL':>9}{'Dice':>7}{'prop voxels':>12}{'prop acts':>10}{'accepted':>12}"
-              f"{'scr voxels':>11}{'scr acts':>10}{'k':>3}{'short':>6}")
     rows = []
+    started = time.perf_counter()
     if args.ct:
         from ptx_annotator.errors import PtxError
         from ptx_annotator.io.masks import read_mask
@@ -270,34 +377,62 @@ def main(argv=None) -> int:
         except PtxError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(header, flush=True)
-        proposal = propose(volume)
-        rows.append(run_case(Path(args.ct).name[:23], volume, truth, proposal))
-        timed = (volume, proposal)
+        cases = [(Path(args.ct).name, volume, truth)]
     else:
-        if not TCIA.exists():
-            print(f"error: {TCIA} is not present; give --ct CT --truth MASK", file=sys.stderr)
+        suite = load_suite()
+        cts = args.cts or list(suite.CTS)
+        names = args.cases or list(suite.SPECS)
+        unknown = sorted(set(cts) - set(suite.CTS)) + sorted(set(names) - set(suite.SPECS))
+        if unknown:
+            print(f"error: unknown CT or case {', '.join(unknown)}; CTs: {', '.join(suite.CTS)}; "
+                  f"cases: {', '.join(suite.SPECS)}", file=sys.stderr)
             return 2
-        from ptx_annotator.anatomy import segment_thorax
-        from ptx_annotator.synthetic.pneumothorax import simulate_pneumothorax
-
-        base = load_volume(TCIA)
-        anatomy = segment_thorax(base)
-        print(header, flush=True)
-        for side, fraction, seed in CASES[:2] if args.quick else CASES:
-            sim = simulate_pneumothorax(base, side, fraction, seed=seed, anatomy=anatomy)
-            proposal = propose(sim.volume)
-            rows.append(run_case(f"tcia {side} {fraction:g} s{seed}", sim.volume, sim.mask > 0, proposal))
-            timed = (sim.volume, proposal)
+        if not any(suite.CTS[c].exists() for c in cts):
+            print(f"error: none of the shared CTs is present under {suite.DATA}; give --ct CT --truth MASK",
+                  file=sys.stderr)
+            return 2
+        tuning = names if args.cases or not args.quick else list(QUICK_TUNING)
+        held_out = names if args.cases or not args.quick else list(QUICK_HELD_OUT)
+        cases = suite_cases(suite, cts, tuning, held_out)
+    print(f"proposer: {describe_proposer()}", flush=True)
+    print(HEADER, flush=True)
+    for name, volume, truth in cases:
+        proposal = propose(volume)
+        rows.append(run_case(name, volume, truth, proposal))
+        timed = (volume, proposal)
+    if not rows:
+        print("error: no case was run", file=sys.stderr)
+        return 2
     seconds = session_timings(*timed)
     print(f"session on {timed[0].shape[0]} slices: accept all at once {1000 * seconds['accept_all']:.1f} ms; "
           f"ranked next slice {1000 * seconds['rank_first']:.1f} ms (every slice scored), "
           f"{1000 * seconds['rank_after_edit']:.1f} ms after an edit")
-    voxels = _ratio(sum(r["scratch_voxels"] for r in rows), sum(r["prop_voxels"] for r in rows))
-    actions = _ratio(sum(r["scratch_actions"] for r in rows), sum(r["prop_actions"] for r in rows))
-    accepted = sum(r["accepted"] for r in rows) / sum(r["slices"] for r in rows)
-    print(f"voxels {voxels:.1f} actions {actions:.1f} accepted {accepted:.2f}")
+    total = {key: sum(r[key] for r in rows) for key in rows[0] if isinstance(rows[0][key], (int, float))}
+    print(f"total {len(rows)} cases, {total['slices']} slices, {time.perf_counter() - started:.0f} s: from the proposal "
+          f"{total['prop_voxels']} voxels painted, {total['prop_actions']} actions ({total['prop_cleared']} voxels "
+          f"cleared), {total['accepted']} slices accepted untouched "
+          f"({total['accepted'] / total['slices']:.0%} of all, "
+          f"{_untouched_with_content(rows):.0%} of those where truth or proposal has air); from scratch "
+          f"{total['scratch_voxels']} voxels, {total['scratch_actions']} actions; slices left short "
+          f"{total['prop_short']} from the proposal, {total['scratch_short']} from scratch")
+    voxels = _ratio(total["scratch_voxels"], total["prop_voxels"])
+    actions = _ratio(total["scratch_actions"], total["prop_actions"])
+    print(f"voxels {voxels:.1f} actions {actions:.1f} accepted {total['accepted'] / total['slices']:.2f}")
     return 0
+
+
+def _untouched_with_content(rows) -> float:
+    """Share of the slices with air (truth or proposal) that were accepted untouched."""
+    content = sum(r["content_slices"] for r in rows)
+    empty_agreed = sum(r["slices"] - r["content_slices"] for r in rows)  # empty in both: always untouched
+    return (sum(r["accepted"] for r in rows) - empty_agreed) / content if content else 1.0
+
+
+def describe_proposer() -> str:
+    from ptx_annotator.proposers import get_proposer
+
+    proposer = get_proposer()
+    return getattr(proposer, "name", type(proposer).__name__)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The effort benchmark's scripted annotator: it really reaches the Dice target with the session's
-tools, and ``--ct CT --truth MASK`` ends with the documented line."""
+tools, counts what it does (strokes, Clear slice, fill, accept) as documented, and ``--ct CT --truth
+MASK`` ends with the documented line."""
 
 import importlib.util
 import re
@@ -46,6 +47,31 @@ def test_scripted_annotator_reaches_the_target_on_every_slice(effort, case):
         assert effort.slice_dice(blank.annotation.mask[z], truth[z]) >= effort.DICE_TARGET
     assert scratch.voxels > proposed.voxels and scratch.actions > proposed.actions
     assert proposed.voxels == int(np.count_nonzero(session.annotation.mask != (proposal > 0)))
+    assert proposed.cleared == 0  # nothing to clear: every slice has air in the truth
+
+
+def test_a_missed_run_is_drawn_as_from_scratch_and_false_air_is_cleared(effort, case):
+    truth = case.truth > 0
+    truth[0] = False  # no pneumothorax on the first slice ...
+    proposal = case.truth > 0  # ... but the proposal marks air there
+    proposal[2:7] = False  # and misses five slices outright
+    per_slice, _ = effort.from_proposal(case.volume, truth, proposal, step=1)
+    cache = {}
+    drawn, session = effort.from_proposal(case.volume, truth, proposal, step=2, cache=cache)
+    assert sorted(cache) == [2, 4, 6]  # the run's key slices, drawn from empty (shared with the scratch arm)
+    assert drawn.actions < per_slice.actions and drawn.voxels < per_slice.voxels  # fill between saved work
+    states = session.states()
+    assert not session.annotation.mask[0].any() and states[0] == EDITED  # one Clear slice, not rubbing out
+    assert drawn.cleared == int(proposal[0].sum()) and per_slice.cleared == drawn.cleared
+    changed = int(np.count_nonzero(session.annotation.mask != proposal))
+    assert drawn.voxels + drawn.cleared < changed  # the fill's voxels are the tool's, not painted
+    assert states.count(ACCEPTED) == drawn.accepted_untouched == 4  # slices 1, 7, 8, 9 as proposed
+    for z in range(10):
+        assert effort.slice_dice(session.annotation.mask[z], truth[z]) >= effort.DICE_TARGET or drawn.short
+    # the same missed run from scratch costs the same drawing: the cache replays it
+    again, _ = effort.from_scratch(case.volume, truth, 2, cache=cache)
+    fresh, _ = effort.from_scratch(case.volume, truth, 2)
+    assert (again.voxels, again.actions) == (fresh.voxels, fresh.actions)
 
 
 def test_one_given_case_ends_with_the_ratio_line(effort, case, tmp_path, capsys):
