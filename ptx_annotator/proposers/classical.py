@@ -39,6 +39,11 @@ _IN_PLANE_4[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
 LUNG_HU = (-930.0, -400.0)
 #: Lung vessels and septa read above this HU after light smoothing; pleural air never does.
 VESSEL_HU = -800.0
+#: A layer along the chest wall averaging above this HU is a visceral pleural line (or wall), not lung.
+PLEURAL_LINE_HU = -650.0
+#: Air noise SD (HU) per pixel of Gaussian smoothing, and the most smoothing a noisy scan gets.
+NOISE_HU_PER_SIGMA = 25.0
+MAX_SIGMA_PX = 2.0
 _Z_ONLY = np.zeros((3, 3, 3), dtype=bool)
 _Z_ONLY[:, 1, 1] = True
 
@@ -71,7 +76,7 @@ class ClassicalProposer:
                  wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,
                  min_component_ml: float = 0.3, max_hole_mm2: float = 100.0, min_wall_share: float = 0.25,
                  min_lung_share: float = 0.1, lung_ring_mm: float = 3.0, rim_zone_mm: float = 5.0,
-                 vessel_free_mm: float = 2.5):
+                 vessel_free_mm: float = 2.5, layer_window_mm: float = 4.0, line_reach_mm: float = 2.5):
         self.air_threshold_hu = float(air_threshold_hu)
         self.core_margin_hu = float(core_margin_hu)
         self.min_core_ml = float(min_core_ml)
@@ -85,6 +90,8 @@ class ClassicalProposer:
         self.lung_ring_mm = float(lung_ring_mm)
         self.rim_zone_mm = float(rim_zone_mm)
         self.vessel_free_mm = float(vessel_free_mm)
+        self.layer_window_mm = float(layer_window_mm)
+        self.line_reach_mm = float(line_reach_mm)
 
     def describe(self) -> dict:
         return {"method": "pleural air: HU cores at the chest wall + bounded growth (Do et al. 2012)",
@@ -93,7 +100,8 @@ class ClassicalProposer:
                 "near_core_mm": self.near_core_mm, "min_component_ml": self.min_component_ml,
                 "max_hole_mm2": self.max_hole_mm2, "min_wall_share": self.min_wall_share,
                 "min_lung_share": self.min_lung_share, "lung_ring_mm": self.lung_ring_mm,
-                "rim_zone_mm": self.rim_zone_mm, "vessel_free_mm": self.vessel_free_mm}
+                "rim_zone_mm": self.rim_zone_mm, "vessel_free_mm": self.vessel_free_mm,
+                "layer_window_mm": self.layer_window_mm, "line_reach_mm": self.line_reach_mm}
 
     def iter_slices(self, volume: Volume, first_slice: int | None = None,
                     should_cancel: Callable[[], bool] | None = None) -> Iterator[SliceResult]:
@@ -127,18 +135,21 @@ class ClassicalProposer:
         voxel_ml = volume.voxel_volume_ml
         core_hu = min(self.air_threshold_hu, air_mean + self.core_margin_hu)
         grow_hu = min(-900.0, air_mean + self.grow_sd * air_sd)
-        smooth = ndi.gaussian_filter(hu, (0, 1.0, 1.0))
+        # a noisier scan is smoothed more, so that its air still averages below the core level
+        sigma = float(np.clip(air_sd / NOISE_HU_PER_SIGMA, 1.0, MAX_SIGMA_PX))
+        smooth = ndi.gaussian_filter(hu, (0, sigma, sigma))
+        depth = ndi.distance_transform_cdt(hemi, metric=_IN_PLANE_4)  # in-plane pixels from the chest wall, 1 at it
         candidates = hemi & ~ndi.binary_dilation(airways, _IN_PLANE_4, iterations=3)
-        band = hemi & ~ndi.binary_erosion(hemi, _IN_PLANE_4, iterations=max(1, round(self.wall_band_mm / pixel_mm)),
-                                          border_value=0)
-        # along the wall a 3x3 in-plane median keeps a rim two pixels wide at the air level, where the
-        # Gaussian mixes it with the wall; deeper in, the Gaussian keeps dark lung between vessels out
-        rim_zone = hemi & ~ndi.binary_erosion(hemi, _IN_PLANE_4, iterations=max(1, round(self.rim_zone_mm / pixel_mm)),
-                                              border_value=0)
-        median = ndi.median_filter(hu, size=(1, 3, 3))
-        rim_like = rim_zone & (median < core_hu)
+        band = hemi & (depth <= max(1, round(self.wall_band_mm / pixel_mm)))
+        layers = max(1, round(self.rim_zone_mm / pixel_mm))
+        window = 2 * max(1, round(self.layer_window_mm / pixel_mm / 2)) + 1
+        dark_core, dark_grow, line = _layer_medians(hu, depth, layers, window, core_hu, grow_hu, PLEURAL_LINE_HU)
+        reach_px = max(1, round(self.line_reach_mm / pixel_mm))
+        rim_like = _wall_air(dark_core, line, depth, layers, smooth < core_hu, reach_px)
         core = candidates & ((smooth < core_hu) | rim_like)
-        labels, n = ndi.label(core, np.ones((3, 3, 3), dtype=bool))
+        # noise leaves pinholes in a core, which would count as outline away from the wall: fill them
+        filled = postprocess_mask(core, volume.spacing, min_component_mm3=0, max_hole_mm2=self.max_hole_mm2) > 0
+        labels, n = ndi.label(filled & candidates, np.ones((3, 3, 3), dtype=bool))
         if n == 0:
             return np.zeros(hemi.shape, dtype=np.uint8)
         sizes = np.bincount(labels.ravel())
@@ -148,14 +159,14 @@ class ClassicalProposer:
                                max(1, round(self.lung_ring_mm / pixel_mm)))
         if not keep:
             return np.zeros(hemi.shape, dtype=np.uint8)
-        core = np.isin(labels, keep)
+        core = np.isin(labels, keep) & core
 
         near = ndi.binary_dilation(core, _IN_PLANE_4, iterations=max(1, round(self.near_core_mm / pixel_mm)))
         # pleural air holds no vessels: away from the wall, growth needs a vessel-free neighbourhood
         # (dark, emphysematous or noisy lung reads as air voxel by voxel, never without vessels)
         reach = max(1, round(self.vessel_free_mm / pixel_mm))
         vessel_free = ndi.maximum_filter(smooth, size=(1, 2 * reach + 1, 2 * reach + 1)) < VESSEL_HU
-        rim_air = rim_zone & (median < grow_hu)
+        rim_air = _wall_air(dark_grow, line, depth, layers, smooth < grow_hu, reach_px)
         allowed = candidates & (hu < grow_hu) & (band | near) & (vessel_free | rim_air)
         grown = ndi.binary_propagation(core, _IN_PLANE_4, mask=allowed)
         # slices a thin rim crosses without a core: seed them from the neighbouring slice's air
@@ -168,6 +179,54 @@ class ClassicalProposer:
         # the air's edge beside the lung lies within ``reach`` of a vessel-free voxel: take it back
         grown |= ndi.binary_dilation(grown, _IN_PLANE_4, iterations=reach) & candidates & (hu < grow_hu)
         return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
+
+
+def _wall_air(dark, line, depth, layers, deep_air, reach_px) -> np.ndarray:
+    """Voxels along the wall that are pleural air: dark along their layer, bounded inwards by air or a pleural line.
+
+    Worked from the deepest layer outwards: a ``dark`` voxel of layer ``k`` counts when, within
+    ``reach_px`` pixels, a deeper layer holds counted air, the visceral pleural ``line`` or, past
+    the layers, ``deep_air``. Pleural air is a space between the wall and the lung, seen as a line;
+    a sharp kernel's dark halo along the wall is not: plain lung lies inside it.
+    """
+    air = np.zeros(depth.shape, dtype=bool)
+    history = [deep_air & (depth > layers)]
+    footprint = (1, 2 * reach_px + 1, 2 * reach_px + 1)
+    for k in range(layers, 0, -1):
+        support = line & (depth > k) & (depth <= k + reach_px)
+        for counted in history[:reach_px]:
+            support |= counted
+        layer_air = dark & (depth == k) & (ndi.maximum_filter(support.view(np.uint8), size=footprint) > 0)
+        air |= layer_air
+        history.insert(0, layer_air)
+    return air
+
+
+def _layer_medians(hu, depth, layers, window, *levels_hu) -> tuple[np.ndarray, ...]:
+    """Per level: the voxels up to ``layers`` pixels deep whose own depth layer mostly lies below it (the last: above).
+
+    A voxel's layer is the voxels at its depth within ``window`` pixels: a median along the wall,
+    never across it, keeps a rim one pixel thin at the air level while its noise averages out (a
+    Gaussian or median across the wall mixes it with wall and lung) and a rib's partial volume does
+    not outweigh it. The counts of one layer are packed into one float64 filter.
+    """
+    base = float(window * window + 1)
+    out = [np.zeros(hu.shape, dtype=bool) for _ in levels_hu]
+    size = (1, window, window)
+    for k in range(1, layers + 1):
+        layer = depth == k
+        if not layer.any():
+            continue
+        packed = layer.astype(np.float64)
+        for i, level in enumerate(levels_hu, start=1):
+            beyond = hu > level if i == len(levels_hu) else hu < level
+            packed += (base ** i) * (layer & beyond)
+        counts = np.rint(ndi.uniform_filter(packed, size)[layer] * window * window)
+        total = np.mod(counts, base)
+        for i in range(1, len(levels_hu) + 1):
+            share = np.mod(np.floor_divide(counts, base ** i), base) / np.maximum(total, 1)
+            out[i - 1][layer] = share > 0.5
+    return tuple(out)
 
 
 def _pleural_shaped(labels, keep, hemi, hu, min_wall_share, min_lung_share, ring_px) -> list[int]:
