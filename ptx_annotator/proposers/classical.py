@@ -26,8 +26,8 @@ from typing import Callable, Iterator
 import numpy as np
 from scipy import ndimage as ndi
 
-from ptx_annotator.anatomy import segment_thorax
-from ptx_annotator.geometry import bounding_box
+from ptx_annotator.anatomy import left_coordinate, segment_thorax
+from ptx_annotator.geometry import bounding_box, midline_left_mm
 from ptx_annotator.proposers.postprocess import postprocess_mask
 from ptx_annotator.proposers.contract import SliceResult, slice_order
 from ptx_annotator.synthetic.pneumothorax import estimate_air_noise
@@ -41,6 +41,8 @@ LUNG_HU = (-930.0, -400.0)
 VESSEL_HU = -800.0
 #: A layer along the chest wall averaging above this HU is a visceral pleural line (or wall), not lung.
 PLEURAL_LINE_HU = -650.0
+#: In-plane blur (mm) of the chest wall's edge per mm of slice thickness (partial volume of thick slices).
+WALL_BLUR_PER_SLICE_MM = 0.25
 #: Air noise SD (HU) per pixel of Gaussian smoothing, and the most smoothing a noisy scan gets.
 NOISE_HU_PER_SIGMA = 25.0
 MAX_SIGMA_PX = 2.0
@@ -76,7 +78,8 @@ class ClassicalProposer:
                  wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,
                  min_component_ml: float = 0.3, max_hole_mm2: float = 100.0, min_wall_share: float = 0.25,
                  min_lung_share: float = 0.1, lung_ring_mm: float = 3.0, rim_zone_mm: float = 5.0,
-                 vessel_free_mm: float = 2.5, layer_window_mm: float = 4.0, line_reach_mm: float = 2.5):
+                 vessel_free_mm: float = 2.5, layer_window_mm: float = 4.0, line_reach_mm: float = 2.5,
+                 mediastinum_mm: float = 12.0):
         self.air_threshold_hu = float(air_threshold_hu)
         self.core_margin_hu = float(core_margin_hu)
         self.min_core_ml = float(min_core_ml)
@@ -92,6 +95,7 @@ class ClassicalProposer:
         self.vessel_free_mm = float(vessel_free_mm)
         self.layer_window_mm = float(layer_window_mm)
         self.line_reach_mm = float(line_reach_mm)
+        self.mediastinum_mm = float(mediastinum_mm)
 
     def describe(self) -> dict:
         return {"method": "pleural air: HU cores at the chest wall + bounded growth (Do et al. 2012)",
@@ -101,7 +105,8 @@ class ClassicalProposer:
                 "max_hole_mm2": self.max_hole_mm2, "min_wall_share": self.min_wall_share,
                 "min_lung_share": self.min_lung_share, "lung_ring_mm": self.lung_ring_mm,
                 "rim_zone_mm": self.rim_zone_mm, "vessel_free_mm": self.vessel_free_mm,
-                "layer_window_mm": self.layer_window_mm, "line_reach_mm": self.line_reach_mm}
+                "layer_window_mm": self.layer_window_mm, "line_reach_mm": self.line_reach_mm,
+                "mediastinum_mm": self.mediastinum_mm}
 
     def iter_slices(self, volume: Volume, first_slice: int | None = None,
                     should_cancel: Callable[[], bool] | None = None) -> Iterator[SliceResult]:
@@ -119,17 +124,18 @@ class ClassicalProposer:
         """The pleural-air mask (uint8, z, y, x) of the whole volume."""
         anatomy = segment_thorax(volume)
         air_mean, air_sd = estimate_air_noise(volume, anatomy)
+        midline = midline_left_mm(anatomy, volume.affine)
         mask = np.zeros(volume.shape, dtype=np.uint8)
         for side in ("right", "left"):
             hemithorax = anatomy.hemithorax(side)
             if hemithorax.sum() * volume.voxel_volume_ml < 50:
                 continue
             box = bounding_box(hemithorax, margin=(0, 2, 2))
-            found = self._side(volume, hemithorax[box], anatomy.airways[box], box, air_mean, air_sd)
+            found = self._side(volume, hemithorax[box], anatomy.airways[box], box, air_mean, air_sd, midline)
             mask[box] |= found
         return mask
 
-    def _side(self, volume, hemi, airways, box, air_mean, air_sd) -> np.ndarray:
+    def _side(self, volume, hemi, airways, box, air_mean, air_sd, midline) -> np.ndarray:
         hu = volume.hu[box].astype(np.float32)
         pixel_mm = float(np.mean(volume.spacing[1:]))
         voxel_ml = volume.voxel_volume_ml
@@ -146,7 +152,8 @@ class ClassicalProposer:
         dark_core, dark_grow, line = _layer_medians(hu, depth, layers, window, core_hu, grow_hu, PLEURAL_LINE_HU)
         reach_px = max(1, round(self.line_reach_mm / pixel_mm))
         rim_like = _wall_air(dark_core, line, depth, layers, smooth < core_hu, reach_px)
-        core = candidates & ((smooth < core_hu) | rim_like)
+        # (the layer is judged as a whole; its pleural-line and wall voxels themselves are not air)
+        core = candidates & ((smooth < core_hu) | (rim_like & (hu < grow_hu)))
         # noise leaves pinholes in a core, which would count as outline away from the wall: fill them
         filled = postprocess_mask(core, volume.spacing, min_component_mm3=0, max_hole_mm2=self.max_hole_mm2) > 0
         labels, n = ndi.label(filled & candidates, np.ones((3, 3, 3), dtype=bool))
@@ -155,8 +162,11 @@ class ClassicalProposer:
         sizes = np.bincount(labels.ravel())
         at_wall = np.unique(labels[band & (labels > 0)])
         keep = [int(i) for i in at_wall if i > 0 and sizes[i] * voxel_ml >= self.min_core_ml]
-        keep = _pleural_shaped(labels, keep, hemi, hu, self.min_wall_share, self.min_lung_share,
+        # a thick slice averages the wall over its thickness: its edge blurs in-plane by a share of it
+        contact_px = max(1, round(WALL_BLUR_PER_SLICE_MM * volume.spacing[0] / pixel_mm))
+        keep = _pleural_shaped(labels, keep, depth <= contact_px, hu, self.min_wall_share, self.min_lung_share,
                                max(1, round(self.lung_ring_mm / pixel_mm)))
+        keep = _off_midline(labels, keep, volume.affine, box, midline, self.mediastinum_mm)
         if not keep:
             return np.zeros(hemi.shape, dtype=np.uint8)
         core = np.isin(labels, keep) & core
@@ -177,8 +187,25 @@ class ClassicalProposer:
                 break
             grown = ndi.binary_propagation(grown | seeds, _IN_PLANE_4, mask=allowed | grown)
         # the air's edge beside the lung lies within ``reach`` of a vessel-free voxel: take it back
-        grown |= ndi.binary_dilation(grown, _IN_PLANE_4, iterations=reach) & candidates & (hu < grow_hu)
+        # (step by step through air, never across the pleural line into the lung behind it)
+        grown = ndi.binary_dilation(grown, _IN_PLANE_4, iterations=reach, mask=candidates & (hu < grow_hu))
         return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
+
+
+def _off_midline(labels, keep, affine, box, midline, mediastinum_mm) -> list[int]:
+    """The components lying, on average, more than ``mediastinum_mm`` to the side of the mid-sagittal plane.
+
+    The pleural cavities lie either side of the mediastinum: gas centred on the midline is in the
+    oesophagus or the mediastinum (merged into a lung's outline where it touches it), whereas even
+    a medial pneumothorax spreads over the lung's mediastinal surface, well to its side.
+    """
+    if not keep:
+        return []
+    affine = np.array(affine, dtype=float)
+    affine[:3, 3] += affine[:3, :3] @ np.array([b.start for b in box], dtype=float)
+    offset = np.abs(np.broadcast_to(left_coordinate(affine, labels.shape), labels.shape) - midline)
+    mean_offset = ndi.mean(offset, labels, keep)
+    return [i for i, mm in zip(keep, mean_offset) if mm > mediastinum_mm]
 
 
 def _wall_air(dark, line, depth, layers, deep_air, reach_px) -> np.ndarray:
@@ -229,13 +256,14 @@ def _layer_medians(hu, depth, layers, window, *levels_hu) -> tuple[np.ndarray, .
     return tuple(out)
 
 
-def _pleural_shaped(labels, keep, hemi, hu, min_wall_share, min_lung_share, ring_px) -> list[int]:
+def _pleural_shaped(labels, keep, wall, hu, min_wall_share, min_lung_share, ring_px) -> list[int]:
     """The core components shaped like pleural air: along the chest wall, with aerated lung beside them.
 
     Pleural air lies between the parietal pleura (chest wall) and the visceral pleura (lung): a
     good share of its in-plane outline touches the wall, and the tissue just around it is partly
     aerated lung. A bulla or subpleural bleb is round and lung-bound (it touches the wall at a
-    point); bowel gas under the diaphragm is ringed by bowel wall and organs, not lung.
+    point); bowel gas under the diaphragm is ringed by bowel wall and organs, not lung. ``wall`` is
+    where an outline voxel counts as touching the chest wall (the hemithorax's outer pixels).
     """
     if not keep:
         return []
@@ -244,7 +272,6 @@ def _pleural_shaped(labels, keep, hemi, hu, min_wall_share, min_lung_share, ring
     footprint[0] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
     inner = ndi.grey_erosion(labels, footprint=footprint)
     outline = (labels > 0) & (inner != labels)
-    wall = ndi.binary_dilation(~hemi, _IN_PLANE_4, border_value=1)
     wall_share = ndi.sum(outline & wall, labels, index) / np.maximum(ndi.sum(outline, labels, index), 1)
     ring_footprint = np.zeros((1, 2 * ring_px + 1, 2 * ring_px + 1), dtype=bool)
     yy, xx = np.ogrid[-ring_px: ring_px + 1, -ring_px: ring_px + 1]
