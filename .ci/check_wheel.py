@@ -31,6 +31,24 @@ def source_packages() -> list[str]:
     return sorted(set(names))
 
 
+def wheel_modules(wheel: pathlib.Path) -> list[str]:
+    """The Python files of the package inside ``wheel`` (paths in the wheel)."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:
+        return [n for n in archive.namelist() if n.startswith("ptx_annotator/") and n.endswith(".py")]
+
+
+def source_file(wheel_path: str) -> pathlib.Path:
+    """Where a wheel's ``ptx_annotator/...`` file comes from in the source tree (ROOTS, longest first)."""
+    parts = wheel_path.split("/")
+    for name, folder in sorted(ROOTS.items(), key=lambda item: -len(item[0])):
+        depth = len(name.split("."))
+        if ".".join(parts[:depth]) == name:
+            return REPO / folder / "/".join(parts[depth:])
+    raise AssertionError(f"{wheel_path} lies outside the packages of the source tree")
+
+
 def run(cmd, **kw):
     print("+", " ".join(map(str, cmd)), flush=True)
     return subprocess.run(cmd, check=True, text=True, **kw)
@@ -38,9 +56,12 @@ def run(cmd, **kw):
 
 def main() -> int:
     work = pathlib.Path(tempfile.mkdtemp(prefix="ptx-wheel-"))
+    shutil.rmtree(REPO / "build", ignore_errors=True)  # setuptools would pack a stale build/lib into the wheel
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(work / "dist"), str(REPO)])
     wheels = sorted((work / "dist").glob("ptx_annotator-*.whl"))
     assert len(wheels) == 1, f"expected one wheel, found {wheels}"
+    stale = [name for name in wheel_modules(wheels[0]) if not source_file(name).is_file()]
+    assert not stale, f"the wheel holds modules the source tree does not (a stale build/ folder?): {stale}"
     venv = work / "venv"
     run([sys.executable, "-m", "venv", str(venv)])
     py = venv / "bin" / "python"

@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
         sys.path.insert(0, str(args.plugin_dir.resolve().parent))
         ReviewWidget = importlib.import_module(f"{args.plugin_dir.name}._review_widget").ReviewWidget
     else:
-        from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+        from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
 
     imported = time.perf_counter()
     viewer = napari.Viewer(show=True)
@@ -136,7 +136,7 @@ def _time_bulk_accept(widget, session) -> None:
     import numpy as np
     from qtpy.QtWidgets import QApplication
 
-    from ptx_annotator.plugins.napari import _dialogs
+    from ptx_annotator.plugins.napari._qt import _dialogs
     from ptx_annotator.proposers.contract import SliceResult
 
     n = session.n_slices

@@ -20,7 +20,8 @@ from ptx_annotator.errors import GeometryMismatchError, PtxError
 from ptx_annotator.io.masks import read_mask as read_mask_file  # noqa: F401 - kept importable from here
 from ptx_annotator.provenance import IMPORT_PREFIX, MaskProvenance, flatten_scalars, mask_provenance  # noqa: F401
 from ptx_annotator.review.importing import import_mask  # noqa: F401 - kept importable from here
-from ptx_annotator.review.store import Annotation, AnnotationStore, safe_annotator_name
+from ptx_annotator.review.store import Annotation, AnnotationStore
+from ptx_annotator.review.store_paths import safe_annotator_name
 from ptx_annotator.volume import Volume, check_same_geometry
 
 FORMATS = ("seg", "nifti")

@@ -82,7 +82,7 @@ def ref_of_volume(volume) -> StudyRef:
 
 def reader_segs(connection: Connection, ref: StudyRef, series: list[dict] | None = None) -> list[ServerSeg]:
     """Every reader's current SEG of the study (newest instance of each SEG series)."""
-    from ptx_annotator.review.store import safe_annotator_name
+    from ptx_annotator.review.store_paths import safe_annotator_name
 
     found = []
     for one in series if series is not None else connection.series(ref.study_uid):
@@ -116,7 +116,7 @@ def push_annotation(volume, store, annotator: str, *, auth: str | None = None, r
     import pydicom
 
     from ptx_annotator.export import export_annotation, load_annotation
-    from ptx_annotator.review.store import safe_annotator_name
+    from ptx_annotator.review.store_paths import safe_annotator_name
 
     ref = ref or ref_of_volume(volume)
     reader = safe_annotator_name(annotator)

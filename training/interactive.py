@@ -13,7 +13,6 @@ The napari Fine-tune widget is a thin shell over these functions:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -22,15 +21,6 @@ from ptx_annotator.review.store import AnnotationStore
 from .data import reviewed_slices_of_volume
 from .finetune import FinetuneOutcome, finetune
 from .trainer import TrainConfig
-
-
-def store_root_from_metadata(meta: dict) -> Path | None:
-    """``ptx_store_root`` if a layer has it, else the store of ``ptx_source`` (one rule: ``store_root_for``)."""
-    from ptx_annotator.review.store import store_root_for
-
-    if meta.get("ptx_store_root"):
-        return Path(os.fspath(meta["ptx_store_root"]))
-    return store_root_for(meta["ptx_source"]) if meta.get("ptx_source") else None
 
 
 def finetune_series(volume, store_root, annotators=None, config: TrainConfig | None = None, *,

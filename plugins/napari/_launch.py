@@ -22,8 +22,8 @@ def open_viewer(study, annotator: str | None = None, store_dir=None, series_uid=
     """
     import napari
 
-    from ._review_widget import ReviewWidget
-    from ._settings import remember_annotator, remembered_annotator
+    from ._qt._review_widget import ReviewWidget
+    from ._qt._settings import remember_annotator, remembered_annotator
 
     viewer = napari.Viewer(title=f"ptx-annotator: {os.path.basename(os.path.abspath(study))}")
     widget = ReviewWidget(viewer)
@@ -80,8 +80,8 @@ def render_screenshot(study, out, annotator: str = "viewer", store_dir=None, ser
 
     import napari
 
-    from ._propose import make_proposer
-    from ._review_widget import ReviewWidget
+    from ._qt._propose import make_proposer
+    from ._qt._review_widget import ReviewWidget
 
     viewer = napari.Viewer(show=False, title="ptx-annotator")
     try:

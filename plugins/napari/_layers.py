@@ -146,7 +146,7 @@ def store_root_of(meta: dict):
     opened it, ``--store`` included), else the study's store by the one store-root rule."""
     from pathlib import Path
 
-    from ptx_annotator.review.store import store_root_for
+    from ptx_annotator.review.store_paths import store_root_for
 
     if meta.get("ptx_store_root"):
         return Path(meta["ptx_store_root"])

@@ -41,6 +41,17 @@ class StudyScan:
     series: list[SeriesFiles] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
+    def preferred_index(self, series_uid: str | None = None) -> int:
+        """Which series to show first: ``series_uid`` if given (else an error naming the ones
+        there), otherwise the CT series with the most images (0 when there is none)."""
+        uids = [s.series_uid for s in self.series]
+        if series_uid is not None:
+            if series_uid not in uids:
+                raise StudyError(f"Series {series_uid} is not in '{self.root}'; it holds: {', '.join(uids) or 'none'}.")
+            return uids.index(series_uid)
+        sizes = [len(s.files) if s.modality.upper() in ("CT", "") else 0 for s in self.series]
+        return sizes.index(max(sizes)) if sizes else 0
+
     def skipped_summary(self, limit: int = 3) -> str:
         names = ", ".join(f"'{os.path.basename(p)}' ({why})" for p, why in self.skipped[:limit])
         more = f" and {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""

@@ -20,7 +20,8 @@ from ptx_annotator.errors import PtxError
 from ptx_annotator.io.masks import read_mask
 from ptx_annotator.provenance import IMPORT_PREFIX
 from ptx_annotator.review.states import ACCEPTED, EDITED, UNREVIEWED, SliceReview, utc_now
-from ptx_annotator.review.store import Annotation, AnnotationStore, safe_annotator_name
+from ptx_annotator.review.store import Annotation, AnnotationStore
+from ptx_annotator.review.store_paths import safe_annotator_name
 from ptx_annotator.volume import Volume
 
 

@@ -114,11 +114,12 @@ class SliceRanker:
         self._stale -= set(todo)
 
 
-def next_in_order(order: list[int], current: int, direction: int = 1) -> int | None:
+def next_in_order(order: list[int], current: int, direction: int = 1, wrap: bool = False) -> int | None:
     """The slice after (direction +1) or before (-1) ``current`` in ``order``.
 
     When ``current`` is not in the order (it was just reviewed), +1 gives the most needed slice
-    and -1 the least needed one. None when nothing is left.
+    and -1 the least needed one. Past the end of the order, ``wrap`` starts again from its other
+    end; else None. None when nothing else is left.
     """
     candidates = [z for z in order if z != current]
     if not candidates:
@@ -126,4 +127,6 @@ def next_in_order(order: list[int], current: int, direction: int = 1) -> int | N
     if current not in order:
         return candidates[0] if direction >= 0 else candidates[-1]
     position = order.index(current) + (1 if direction >= 0 else -1)
-    return order[position] if 0 <= position < len(order) else None
+    if 0 <= position < len(order):
+        return order[position]
+    return (candidates[0] if direction >= 0 else candidates[-1]) if wrap else None

@@ -184,13 +184,14 @@ class ReviewSession(EditingMixin, SavingMixin, ReviewTools):
         """The next slice needing review after ``current`` (default: the current slice); no move.
 
         ``ranked`` orders by need (:mod:`ptx_annotator.review.ranking`) and ``direction`` -1 steps
-        back in that order; ``ranked=False`` is the plain slice order. None when none is left.
+        back in that order, starting again from its other end past the last one; ``ranked=False``
+        is the plain slice order. None when none is left.
         """
         current = self.current_slice if current is None else int(current)
         step = 1 if direction >= 0 else -1
         if not ranked:
             return self.annotation.review.next_needing_review(current, step)
-        return next_in_order(self.ranker.order(self.states()), current, step)
+        return next_in_order(self.ranker.order(self.states()), current, step, wrap=True)
 
     def next_needing_review(self, step: int = 1, ranked: bool = False) -> int | None:
         """Go to the next slice needing review (see :meth:`next_slice`); returns it or None."""

@@ -27,7 +27,6 @@ import json
 import os
 import shlex
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,66 +36,14 @@ from ptx_annotator.atomic import atomic_path, file_sha256, write_json_atomic
 from ptx_annotator.errors import GeometryMismatchError, InvalidAnnotatorError, PtxError
 from ptx_annotator.io.volume_files import load_mask_nifti, save_mask_nifti
 from ptx_annotator.review.states import ReviewLog, SliceReview, utc_now
-from ptx_annotator.review.store_check import (FORMAT_VERSION, DamagedStoreError, confined, problem_with, read_json,
-                                              safe_key)
+from ptx_annotator.review.store_check import FORMAT_VERSION, DamagedStoreError, confined, problem_with, read_json
 from ptx_annotator.review.store_lock import WriterLock
+from ptx_annotator.review.store_paths import safe_annotator_name, series_folder_name, store_root_for
 from ptx_annotator.review.store_versions import (COALESCE_SECONDS, MASK_FILE, VERSION_FILE, VersionHistory,
                                                  VersionInfo)
 from ptx_annotator.volume import Volume
 
 DEFAULT_KEEP_VERSIONS = 200
-
-
-def safe_annotator_name(name: str) -> str:
-    """A name that is safe as one folder name: letters, digits, '.', '_' and '-' only.
-
-    Spaces and other characters become '_'; leading dots are removed, so '..' or '/etc' can
-    never leave the store. Raises :class:`InvalidAnnotatorError` if nothing usable remains
-    (an empty name included: it never silently becomes a default).
-    """
-    text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
-    text = safe_key(text.strip()) or ""
-    text = text[:64]
-    if not text:
-        raise InvalidAnnotatorError(
-            f"Annotator name {name!r} has no letters or digits to use; give a name such as 'dr_smith'."
-        )
-    return text
-
-
-def _safe_key(series_key: str) -> str:
-    key = safe_key(series_key)
-    if not key:
-        raise PtxError(f"Series key {series_key!r} cannot name a folder.")
-    return key
-
-
-def store_root_for(study_path) -> Path:
-    """THE store-root rule: ``<study>/.ptx`` of the folder named, or an existing one above it.
-
-    ``study_path`` is a study folder, a series sub-folder or a CT file. Its folder's ``.ptx`` is
-    used if it exists; else the nearest ancestor that already has a ``.ptx`` folder (so a CT in a
-    series sub-folder, as ``simulate`` writes it, shares its study's store); else a new
-    ``<folder>/.ptx``. The search stops below the home folder, the temp folder and the root.
-    """
-    study = Path(os.path.expanduser(os.fspath(study_path)))
-    base = (study if study.is_dir() else study.parent).absolute()
-    if (base / ".ptx").is_dir():
-        return base / ".ptx"
-    import tempfile
-
-    stops = set()
-    for place in (Path.home(), Path(tempfile.gettempdir()), Path(base.anchor)):
-        try:
-            stops.add(place.resolve())
-        except OSError:
-            pass
-    for parent in base.parents:
-        if parent.resolve() in stops:
-            break
-        if (parent / ".ptx").is_dir():
-            return parent / ".ptx"
-    return base / ".ptx"
 
 
 @dataclass
@@ -169,7 +116,7 @@ class AnnotationStore(VersionHistory):
 
     # -- paths -------------------------------------------------------------------------------
     def folder(self, series_key: str, annotator: str) -> Path:
-        folder = self.root / _safe_key(series_key) / safe_annotator_name(annotator)
+        folder = self.root / series_folder_name(series_key) / safe_annotator_name(annotator)
         if self.root.resolve() not in folder.resolve().parents:
             raise InvalidAnnotatorError(f"Annotator {annotator!r} would leave the store folder.")
         return folder
@@ -181,7 +128,7 @@ class AnnotationStore(VersionHistory):
         return self.folder(series_key, annotator) / "proposal.nii.gz"
 
     def annotators(self, series_key: str) -> list[str]:
-        base = self.root / _safe_key(series_key)
+        base = self.root / series_folder_name(series_key)
         if not base.is_dir():
             return []
         return sorted(p.name for p in base.iterdir() if (p / "review.json").is_file())
@@ -198,7 +145,7 @@ class AnnotationStore(VersionHistory):
         Taking it tidies the folder: temp files a crash left are removed and ``mask.nii.gz`` is
         re-linked to the committed mask.
         """
-        key = (_safe_key(series_key), safe_annotator_name(annotator))
+        key = (series_folder_name(series_key), safe_annotator_name(annotator))
         lock = self._locks.get(key)
         if lock is None or not lock.held:
             folder = self.folder(series_key, annotator)
@@ -208,7 +155,7 @@ class AnnotationStore(VersionHistory):
         return lock
 
     def unlock(self, series_key: str, annotator: str) -> None:
-        lock = self._locks.pop((_safe_key(series_key), safe_annotator_name(annotator)), None)
+        lock = self._locks.pop((series_folder_name(series_key), safe_annotator_name(annotator)), None)
         if lock is not None:
             lock.release()
 

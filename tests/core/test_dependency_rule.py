@@ -37,6 +37,27 @@ def test_core_modules_import_no_gui():
     assert proc.stdout.strip() == "", f"core imported GUI modules: {proc.stdout.strip()}"
 
 
+def test_napari_plugin_keeps_qt_in_its_qt_corner():
+    """The reader, sample data, layer styles and launcher import no Qt; the widgets live in ``_qt/``."""
+    import ptx_annotator.plugins.napari as plugin
+
+    outside = [f"ptx_annotator.plugins.napari.{info.name}" for info in pkgutil.iter_modules(plugin.__path__)
+               if info.name != "_qt"]
+    widgets = [info.name for info in pkgutil.iter_modules([str(Path(plugin.__path__[0]) / "_qt")])]
+    assert "ptx_annotator.plugins.napari._reader" in outside and "_review_widget" in widgets
+    code = (
+        "import importlib, sys\n"
+        f"for name in {outside!r}: importlib.import_module(name)\n"
+        "bad = [m for m in ('qtpy', 'PyQt5', 'PyQt6', 'PySide6', 'superqt', 'magicgui') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"plugin modules outside _qt/ imported Qt: {proc.stdout.strip()}"
+    for name in widgets:  # and every widget module is in there, none left beside the reader
+        assert not (Path(plugin.__path__[0]) / f"{name}.py").exists()
+
+
 def test_cli_info_does_not_load_torch_or_gui():
     code = ("import sys\nfrom ptx_annotator.cli import build_parser\nbuild_parser()\n"
             "print(','.join(m for m in ('torch', *" + repr(GUI_MODULES) + ") if m in sys.modules))\n")

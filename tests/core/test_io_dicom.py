@@ -194,3 +194,18 @@ def test_several_series_need_a_choice(tmp_path):
     with pytest.raises(StudyError, match="holds 2 series"):
         load_series(tmp_path)
     assert load_series(tmp_path, series_uid=other_uid).shape[0] == 4
+
+
+def test_the_viewer_shows_the_largest_ct_series_first_or_the_one_asked_for():
+    from ptx_annotator.io.discovery import SeriesFiles, StudyScan
+
+    scan = StudyScan(root="study", series=[
+        SeriesFiles("1.2.scout", ["a"] * 3, "CT", "scout"),
+        SeriesFiles("1.2.pet", ["b"] * 300, "PT", "PET"),  # more images, but not a CT
+        SeriesFiles("1.2.lung", ["c"] * 64, "CT", "lung"),
+    ])
+    assert scan.preferred_index() == 2
+    assert scan.preferred_index("1.2.scout") == 0
+    with pytest.raises(StudyError, match="1.2.scout, 1.2.pet, 1.2.lung"):
+        scan.preferred_index("9.9.missing")
+    assert StudyScan(root="empty").preferred_index() == 0

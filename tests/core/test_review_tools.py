@@ -148,6 +148,9 @@ def test_ranked_next_slice_goes_to_the_uncertain_slice_first(case, truth):
     order = session.ranker.order(session.states())
     assert next_in_order(order, order[0], 1) == order[1]
     assert next_in_order(order, order[1], -1) == order[0]
+    assert next_in_order(order, order[-1], 1) is None  # past the least needed slice ...
+    assert next_in_order(order, order[-1], 1, wrap=True) == order[0]  # ... or back to the most needed
+    assert session.next_slice(order[-1], ranked=True) == order[0] and session.next_slice(order[0], -1) == order[-1]
 
 
 def test_ranker_scores_a_slice_that_breaks_with_its_neighbours_higher():

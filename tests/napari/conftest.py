@@ -15,7 +15,7 @@ def study(case, tmp_path, monkeypatch):
 
 @pytest.fixture
 def widget(make_napari_viewer, study):
-    from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+    from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
 
     viewer = make_napari_viewer()
     widget = ReviewWidget(viewer)

@@ -6,7 +6,7 @@ from qtpy.QtCore import Qt
 
 from ptx_annotator.compare import BOTH, ONLY_A, ONLY_B
 from ptx_annotator.io import save_mask_nifti
-from ptx_annotator.plugins.napari._compare_widget import (
+from ptx_annotator.plugins.napari._qt._compare_widget import (
     DISAGREEMENT_LAYER, CompareWidget, ReaderSource, compare_sources,
 )
 from ptx_annotator.review.store import Annotation, AnnotationStore
@@ -132,7 +132,7 @@ def _dicom_study_in_a_sub_folder(tmp_path, monkeypatch):
 
 def test_compare_sees_the_study_store_when_the_ct_sits_in_a_sub_folder(make_napari_viewer, qtbot, tmp_path,
                                                                        monkeypatch):
-    from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+    from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
 
     study, case = _dicom_study_in_a_sub_folder(tmp_path, monkeypatch)
     viewer = make_napari_viewer()
@@ -157,7 +157,7 @@ def test_compare_sees_the_study_store_when_the_ct_sits_in_a_sub_folder(make_napa
 
 
 def test_compare_finds_a_store_given_with_store_through_the_layer(make_napari_viewer, qtbot, tmp_path, monkeypatch):
-    from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+    from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
 
     study, case = _dicom_study_in_a_sub_folder(tmp_path, monkeypatch)
     elsewhere = tmp_path / "elsewhere"

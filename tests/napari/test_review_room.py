@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from ptx_annotator.plugins.napari import _dialogs, _propose, _review_views
-from ptx_annotator.plugins.napari._ortho import CORONAL, SAGITTAL
-from ptx_annotator.plugins.napari._owner import owner_of
-from ptx_annotator.plugins.napari._review_widget import ReviewWidget
-from ptx_annotator.plugins.napari._shortcuts import SHORTCUTS
+from ptx_annotator.plugins.napari._qt import _dialogs, _propose, _review_views
+from ptx_annotator.plugins.napari._qt._ortho import CORONAL, SAGITTAL
+from ptx_annotator.plugins.napari._qt._owner import owner_of
+from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
+from ptx_annotator.plugins.napari._qt._shortcuts import SHORTCUTS
 from ptx_annotator.proposers.contract import SliceResult, slice_order
 from ptx_annotator.review.states import ACCEPTED, EDITED, PROPOSED, UNREVIEWED
 from ptx_annotator.review.store import AnnotationStore

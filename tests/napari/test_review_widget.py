@@ -9,8 +9,8 @@ from qtpy.QtCore import QPoint, Qt
 
 from phantom_dicom import write_dicom_series  # tests/napari is on sys.path
 from ptx_annotator.synthetic.phantom import make_chest_phantom
-from ptx_annotator.plugins.napari import _propose
-from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+from ptx_annotator.plugins.napari._qt import _propose
+from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, MEDIASTINAL_WINDOW_HU
 from ptx_annotator.proposers.contract import SliceResult, slice_order
 from ptx_annotator.review.states import ACCEPTED, EDITED, FLAGGED, PROPOSED, UNREVIEWED
@@ -333,7 +333,7 @@ def test_open_command_asks_the_annotator_once_and_remembers(qapp, mock_app_model
     from qtpy.QtWidgets import QInputDialog
 
     from ptx_annotator.cli import main
-    from ptx_annotator.plugins.napari._settings import remembered_annotator
+    from ptx_annotator.plugins.napari._qt._settings import remembered_annotator
 
     asked = []
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: asked.append(1) or ("zoe", True))

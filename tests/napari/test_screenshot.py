@@ -71,7 +71,7 @@ def test_cli_screenshot_shows_proposal_and_reader_mask_in_different_colours(qapp
     proposer is the phantom's truth here; the classical one on a real CT is the next test.)"""
     from ptx_annotator.cli import main
     from ptx_annotator.io import load_volume
-    from ptx_annotator.plugins.napari import _propose
+    from ptx_annotator.plugins.napari._qt import _propose
     from ptx_annotator.review.store import Annotation, AnnotationStore
 
     monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))

@@ -16,7 +16,7 @@ def test_push_button_stores_the_readers_edited_mask_as_their_seg(make_napari_vie
     from ptx_annotator.io.dicomweb_cache import cached_ct
     from ptx_annotator.io.seg import read_seg
     from ptx_annotator.pacs import reader_segs
-    from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+    from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
     from ptx_annotator.review.states import EDITED
 
     monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
@@ -50,7 +50,7 @@ def test_push_button_stores_the_readers_edited_mask_as_their_seg(make_napari_vie
 
 
 def test_push_button_is_off_for_a_local_study(make_napari_viewer, qtbot, tmp_path, monkeypatch):
-    from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+    from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
     from ptx_annotator.synthetic.phantom import make_chest_phantom, save_phantom
 
     monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))

@@ -85,8 +85,8 @@ def test_train_study_cli_then_repropose_only_unreviewed(tiny_ct, tmp_path, capsy
 def test_widget_trains_shows_dice_and_reproposes(make_napari_viewer, qtbot, tiny_ct, tmp_path, monkeypatch):
     """With the study open in the review widget, the re-proposal goes to that session (found
     through the viewer's one owner) and its state strip follows through the session's events."""
-    from ptx_annotator.plugins.napari._finetune_widget import FineTuneWidget
-    from ptx_annotator.plugins.napari._review_widget import ReviewWidget
+    from ptx_annotator.plugins.napari._qt._finetune_widget import FineTuneWidget
+    from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
 
     monkeypatch.setenv("PTX_ANNOTATOR_CONFIG", str(tmp_path / "settings.json"))
     path, volume, store_root = make_study(tmp_path, tiny_ct)
@@ -121,7 +121,7 @@ def test_widget_trains_shows_dice_and_reproposes(make_napari_viewer, qtbot, tiny
 
 
 def test_widget_without_a_study_says_so(make_napari_viewer, qtbot):
-    from ptx_annotator.plugins.napari._finetune_widget import FineTuneWidget
+    from ptx_annotator.plugins.napari._qt._finetune_widget import FineTuneWidget
 
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((4, 8, 8)))

@@ -96,7 +96,7 @@ def viewer_sources(viewer) -> list[ReaderSource]:
 
 def _store_root(meta: dict) -> str | None:
     """The layer's study store (:func:`._layers.store_root_of`, the one rule), if it exists."""
-    from ._layers import store_root_of
+    from .._layers import store_root_of
 
     if not meta.get("ptx_series_key"):
         return None

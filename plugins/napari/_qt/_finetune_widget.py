@@ -132,7 +132,7 @@ class FineTuneWidget(QWidget):
         """Collect the study from the viewer and train in a thread worker."""
         from napari.qt.threading import thread_worker
 
-        from ._layers import store_root_of, volume_from_layer
+        from .._layers import store_root_of, volume_from_layer
 
         try:
             layer = self.ct_layer()

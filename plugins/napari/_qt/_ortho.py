@@ -15,7 +15,7 @@ from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
-from ._layers import MASK_RGBA, PROPOSAL_RGBA, outline
+from .._layers import MASK_RGBA, PROPOSAL_RGBA, outline
 
 CORONAL, SAGITTAL = 1, 2  # the array axis each view holds fixed
 #: Opacity of the reader's mask fill in the small views (as on the axial canvas).

@@ -1,7 +1,8 @@
 """The one owner of a viewer's review session: every widget finds the session here.
 
 The review widget opens and closes sessions and tells the owner; the Fine-tune and Compare
-widgets ask the owner of their viewer (:func:`owner_of`) instead of searching the dock widgets.
+widgets ask the owner of their viewer (:func:`owner_of`) instead of searching the dock widgets,
+and the PACS worklist opens its studies in the viewer's review widget (``review_widget``).
 The owner is a plain evented object (psygnal): ``session_changed`` fires with the new session
 (or None) so views can subscribe and unsubscribe.
 """
@@ -24,6 +25,21 @@ class ReviewOwner:
         self.session = None
         self.image_layer = None
         self.saver = None  # the object that can save the session now (the review widget)
+        self._review_widget = None  # weak reference to the viewer's review widget
+
+    @property
+    def review_widget(self):
+        """The viewer's review widget (the newest one made), or None."""
+        widget = self._review_widget() if self._review_widget is not None else None
+        try:
+            widget is not None and widget.objectName()  # a Qt object deleted underneath raises here
+        except RuntimeError:
+            widget = None
+        return widget
+
+    @review_widget.setter
+    def review_widget(self, widget) -> None:
+        self._review_widget = None if widget is None else weakref.ref(widget)
 
     def set_session(self, session, image_layer=None, saver=None) -> None:
         self.session, self.image_layer, self.saver = session, image_layer, saver

@@ -15,7 +15,7 @@ from napari.qt.threading import thread_worker
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QListWidgetItem
 
-from ._layers import update_outline
+from .._layers import update_outline
 
 ROLE_VERSION = Qt.UserRole
 #: The thorax segmentation starts this long after a study opens, when its first paint is done.

@@ -22,7 +22,7 @@ from ptx_annotator.review.session import ReviewSession
 from . import _dialogs
 from ._autosave import SessionSaver
 from ._guard import never_raises
-from ._layers import WINDOWS, add_review_layers, set_window, volume_from_layer
+from .._layers import WINDOWS, add_review_layers, set_window, volume_from_layer
 from ._ortho import OrthoViews
 from ._owner import owner_of
 from ._propose import ProposalController
@@ -31,6 +31,7 @@ from ._review_ui import CHECKPOINT_ENTRY, build_review_controls
 from ._review_views import ROLE_VERSION, SessionViews, painted_slices
 from ._settings import remember_annotator, remembered_annotator
 from ._shortcuts import SHORTCUTS
+from ._study_picker import StudyPicker
 
 
 class ReviewWidget(QWidget):
@@ -40,10 +41,9 @@ class ReviewWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.owner = owner_of(napari_viewer)
+        self.owner.review_widget = self  # where the PACS worklist opens its studies
         self.session: ReviewSession | None = None
         self.image_layer = self.overlay_layer = self.mask_layer = None
-        self._series: list = []
-        self._study: dict = {}
         self.proposals = ProposalController()
         self.proposals.started.connect(lambda source: self._status(f"Proposing with {source}…"))
         self.proposals.failed.connect(self._error)
@@ -51,6 +51,7 @@ class ReviewWidget(QWidget):
         self.proposals.ended.connect(lambda: self.propose_button.setText("Propose"))
         self.saver = SessionSaver(lambda: self.session, self)
         build_review_controls(self)
+        self.picker = StudyPicker(self.series_combo)
         self.push_control = PushControl(self)
         self.layout().addWidget(self.push_control)
         self.ortho = OrthoViews()
@@ -78,46 +79,17 @@ class ReviewWidget(QWidget):
         With several series the picker offers them all; ``series_uid`` picks one, else the CT
         series with the most images comes first.
         """
-        from ptx_annotator.io import scan_study
-        from ptx_annotator.io.volume_files import VOLUME_SUFFIXES
-
         annotator = annotator or self.annotator_edit.text().strip()
         if not annotator:
             raise PtxError("Type your annotator name first (it names your mask in the store).")
-        self._study = {"path": os.fspath(path), "annotator": annotator, "store_dir": store_dir, "read_only": read_only}
-        self._series = [] if str(path).lower().endswith(VOLUME_SUFFIXES) else list(scan_study(path).series)
-        self.series_combo.clear()
-        for series in self._series:
-            self.series_combo.addItem(f"{series.description or 'series'} · {len(series.files)} images · "
-                                      f"{series.modality} · …{series.series_uid[-12:]}")
-        self.series_combo.setVisible(len(self._series) > 1)
-        uids = [s.series_uid for s in self._series]
-        if series_uid is not None and series_uid not in uids:
-            raise PtxError(f"Series {series_uid} is not in '{path}'; it holds: {', '.join(uids) or 'none'}.")
-        sizes = [len(s.files) if s.modality.upper() in ("CT", "") else 0 for s in self._series]
-        index = uids.index(series_uid) if series_uid is not None else (sizes.index(max(sizes)) if sizes else 0)
-        self.series_combo.setCurrentIndex(index)
+        index = self.picker.open(path, annotator, store_dir, read_only, series_uid)
         self.switch_series(index, propose=propose)
         return self.session
 
     def switch_series(self, index: int, propose: bool = False) -> None:
         """Load series ``index`` of the open study (saving the one on screen first)."""
-        from ptx_annotator.io import load_volume, read_series_files
-
-        volume = read_series_files(self._series[index].files) if self._series else load_volume(self._study["path"])
-        self._open_volume(volume, propose)
-
-    def _open_volume(self, volume, propose: bool) -> None:
-        from ptx_annotator.review.store import AnnotationStore
-
-        read_only = self._study["read_only"]
-        try:
-            store = AnnotationStore.for_study(self._study["path"], self._study["store_dir"])
-        except PtxError:
-            if not read_only:
-                raise
-            store = None  # a read-only look at a read-only study: nothing to load or save
-        self.attach(volume, store, self._study["annotator"], read_only=read_only)
+        volume, store, study = self.picker.load(index), self.picker.store(), self.picker.study
+        self.attach(volume, store, study.annotator, read_only=study.read_only)
         if propose and self.proposals.kept_proposal_matches(self.session):
             self._status(f"Proposal by {self.session.proposal_source} restored from the store; Propose makes it again.")
         elif propose:  # the study stays open when the proposer cannot run
@@ -293,9 +265,6 @@ class ReviewWidget(QWidget):
     def _move(self, step: int, ranked: bool) -> None:
         session = self._need_session()
         target = session.next_slice(direction=step, ranked=ranked)
-        if target is None and ranked:  # past the end of the ranking: start again from its other end
-            waiting = [z for z in session.ranker.order(session.states()) if z != session.current_slice]
-            target = (waiting[0] if step > 0 else waiting[-1]) if waiting else None
         if target is None:
             self._status("No other slice needs review." if ranked else
                          f"No slice {'after' if step > 0 else 'before'} this one needs review.")

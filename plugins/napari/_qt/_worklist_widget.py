@@ -126,16 +126,18 @@ class WorklistWidget(QWidget):
         self._start(worker)
 
     def show_study(self, opened) -> None:
-        """Open a resolved study in this dock's review widget (main thread)."""
+        """Open a resolved study in the viewer's review widget, docking one if there is none (main thread)."""
+        from ._owner import owner_of
         from ._review_widget import ReviewWidget
 
+        self.review_widget = owner_of(self.viewer).review_widget
         if self.review_widget is None:
             self.review_widget = ReviewWidget(self.viewer)
             window = getattr(self.viewer, "window", None)
             if window is not None and hasattr(window, "add_dock_widget"):
                 window.add_dock_widget(self.review_widget, name="Pneumothorax review", area="right")
         try:
-            from ._launch import ask_annotator
+            from .._launch import ask_annotator
             from ._settings import remember_annotator, remembered_annotator
 
             annotator = self.review_widget.annotator_edit.text().strip() or remembered_annotator() \
