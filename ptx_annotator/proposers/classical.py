@@ -7,15 +7,23 @@ chest wall. The steps, all in one 3D pre-pass:
 1. Anatomy (:func:`ptx_annotator.anatomy.segment_thorax`): hemithoraces, airways, body. Air
    outside the hemithoraces (outside air, bowel gas, subcutaneous emphysema beyond the rib cage)
    and the trachea and main bronchi are never candidates.
-2. Cores: voxels whose lightly smoothed HU is within a few tens of HU of this scanner's own air
-   level (measured on outside air, see :func:`ptx_annotator.synthetic.pneumothorax.estimate_air_noise`). Lung,
-   even emphysematous, averages -850..-950 with vessels; pleural air averages the air level.
+2. Cores: voxels whose smoothed HU is within a few tens of HU of this scanner's own air level
+   (measured on outside air, see :func:`ptx_annotator.synthetic.pneumothorax.estimate_air_noise`;
+   a noisier scan is smoothed more). Lung, even emphysematous, averages -850..-950 with vessels;
+   pleural air averages the air level. Along the wall (the outer ``rim_zone_mm``) a voxel is
+   judged by the median of its own depth layer (the voxels as deep as it within
+   ``layer_window_mm``), so a rim one pixel thin keeps its air level; it counts when, layer by
+   layer inwards, it is bounded by more air or by the visceral pleural line (a sharp kernel's
+   dark halo along the wall has plain lung inside it).
 3. Only 3D core components of at least ``min_core_ml`` that touch the parietal pleura (the
-   outer band of the hemithorax) are kept: bullae, bronchi and noise inside the lung are not.
+   outer band of the hemithorax) and are shaped like pleural air are kept: a good share of their
+   outline on the wall (a tolerance growing with slice thickness), aerated lung beside them, and
+   lying to the side of the mid-sagittal plane. Bullae, blebs, bronchi, noise inside the lung
+   and oesophageal or mediastinal gas are not.
 4. Growth: from the cores, in-plane (4-connected) into voxels below ``air_mean + 3 SD``, inside
-   the same hemithorax, close to a core or along the chest wall; slices without a core are
-   seeded from a neighbouring slice's pleural air. The visceral pleural line (soft tissue)
-   stops the growth at the collapsed lung.
+   the same hemithorax, close to a core or along the chest wall, vessel-free away from the wall;
+   slices without a core are seeded from a neighbouring slice's pleural air. The visceral
+   pleural line (soft tissue) stops the growth at the collapsed lung.
 5. Clean-up: small holes filled, components below ``min_component_ml`` dropped.
 """
 
@@ -68,11 +76,21 @@ class ClassicalProposer:
         Growth accepts voxels below air level + ``grow_sd`` x noise SD (capped at -900 HU).
     near_core_mm : float
         Away from the chest wall, growth reaches this far from a core.
+    min_wall_share, min_lung_share, lung_ring_mm : float
+        Shape of pleural air: share of a core's outline on the wall, share of aerated lung in the
+        ring of ``lung_ring_mm`` around it.
+    rim_zone_mm, layer_window_mm, line_reach_mm : float
+        The outer zone judged layer by layer, the extent along the wall of a layer's median, and
+        how far inwards the air or pleural line bounding wall air may lie.
+    vessel_free_mm : float
+        Away from the wall, growth needs no vessel within this radius.
+    mediastinum_mm : float
+        A core lying on average within this distance of the mid-sagittal plane is mediastinal gas.
     min_component_ml, max_hole_mm2 : float
         Clean-up of the final mask.
     """
 
-    source_id = "classical-v2"
+    source_id = "classical-v3"
 
     def __init__(self, air_threshold_hu: float = -950.0, core_margin_hu: float = 35.0, min_core_ml: float = 2.0,
                  wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,
@@ -217,15 +235,25 @@ def _wall_air(dark, line, depth, layers, deep_air, reach_px) -> np.ndarray:
     a sharp kernel's dark halo along the wall is not: plain lung lies inside it.
     """
     air = np.zeros(depth.shape, dtype=bool)
-    history = [deep_air & (depth > layers)]
+    rows = np.nonzero((dark & (depth <= layers)).any(axis=(1, 2)))[0]  # the work is in-plane: only slices with dark layers
+    if rows.size == 0:
+        return air
+    dark, line, depth = dark[rows], line[rows], depth[rows]
+    found = np.zeros(depth.shape, dtype=bool)
+    history = [deep_air[rows] & (depth > layers)]
     footprint = (1, 2 * reach_px + 1, 2 * reach_px + 1)
     for k in range(layers, 0, -1):
+        layer_dark = dark & (depth == k)
+        if not layer_dark.any():
+            history.insert(0, np.zeros(depth.shape, dtype=bool))
+            continue
         support = line & (depth > k) & (depth <= k + reach_px)
         for counted in history[:reach_px]:
             support |= counted
-        layer_air = dark & (depth == k) & (ndi.maximum_filter(support.view(np.uint8), size=footprint) > 0)
-        air |= layer_air
+        layer_air = layer_dark & (ndi.maximum_filter(support.view(np.uint8), size=footprint) > 0)
+        found |= layer_air
         history.insert(0, layer_air)
+    air[rows] = found
     return air
 
 
