@@ -121,7 +121,7 @@ def _shift(volume, anatomy, air, fluid, records, options):
 
 def random_spec(rng: np.random.Generator, positive_share: float = 0.75, confounder_share: float = 0.4,
                 acquisition_share: float = 0.4) -> dict:
-    """A random spec spanning the simulator's variety (sizes, rims, locations, confounders, protocols)."""
+    """A random spec spanning the simulator's variety (sizes, rims, locations, shifts, confounders, protocols)."""
     spec: dict = {"pneumothorax": [], "confounders": []}
     seed = lambda: int(rng.integers(0, 2 ** 31 - 1))  # noqa: E731
     if rng.random() < positive_share:
@@ -139,6 +139,9 @@ def random_spec(rng: np.random.Generator, positive_share: float = 0.75, confound
                 if rng.random() < 0.15:
                     options.update(fluid_share=round(float(rng.uniform(0.2, 0.5)), 2), location="diffuse")
             spec["pneumothorax"].append(options)
+        large = len(sides) == 1 and spec["pneumothorax"][0].get("fraction", 0) >= 0.3
+        if large and rng.random() < 0.3:  # a tension pneumothorax
+            spec["mediastinal_shift"] = {"shift_mm": round(float(rng.uniform(5.0, 25.0)), 1), "seed": seed()}
     if rng.random() < confounder_share or not spec["pneumothorax"]:
         for _ in range(int(rng.integers(1, 3))):
             spec["confounders"].append({"kind": str(rng.choice(CONFOUNDERS)),
