@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.signal import fftconvolve
 
 from ptx_annotator.proposers.contract import SliceResult
 from ptx_annotator.review.session import ReviewSession
@@ -62,6 +63,8 @@ DICE_TARGET = 0.95
 KEY_STEPS = (1, 2, 3, 4)
 #: A slice gets at most this many strokes (a safety stop; the table reports slices left short).
 MAX_STROKES_PER_SLICE = 400
+#: Gain maps of boxes larger than this (pixels) are summed by FFT (same integers, faster).
+FFT_MIN_PIXELS = 4096
 #: A drag ends after this many dabs (a safety stop).
 MAX_DABS_PER_STROKE = 5000
 SUITE = Path(__file__).resolve().parent / "ptx_suite.py"
@@ -147,6 +150,8 @@ class ScriptedAnnotator:
         else:
             empty = ~mask & (self._air[z][box] if kind == "air" else True)
             score = (truth & empty).astype(np.float32) - (~truth & empty)
+        if score.size > FFT_MIN_PIXELS and self._kernel.shape[0] % 2:  # the same sums, faster on big boxes
+            return np.rint(fftconvolve(score, self._kernel[::-1, ::-1], mode="same"))
         return ndi.correlate(score, self._kernel, mode="constant")
 
     def _stroke(self, z: int) -> bool:
@@ -154,8 +159,9 @@ class ScriptedAnnotator:
         mask = self.session.annotation.mask[z] > 0
         wrong = mask != self.truth[z]
         pad = self.size + 1
-        box = tuple(slice(max(0, s.start - pad), min(n, s.stop + pad))
-                    for s, n in zip(ndi.find_objects(wrong.view(np.uint8))[0], wrong.shape))
+        rows, cols = np.flatnonzero(wrong.any(axis=1)), np.flatnonzero(wrong.any(axis=0))
+        box = (slice(max(0, int(rows[0]) - pad), min(wrong.shape[0], int(rows[-1]) + 1 + pad)),
+               slice(max(0, int(cols[0]) - pad), min(wrong.shape[1], int(cols[-1]) + 1 + pad)))
         gains = {kind: self._gain(z, mask, box, kind) for kind in ("air", "paint", "erase")}
         kind = max(gains, key=lambda k: gains[k].max())
         if gains[kind].max() <= 0:
@@ -287,7 +293,7 @@ def session_timings(volume, proposal, anatomy=None) -> dict:
     return {"accept_all": time.perf_counter() - start, "rank_first": first, "rank_after_edit": after_edit}
 
 
-def run_case(name, volume, truth, proposal) -> dict:
+def run_case(name, volume, truth, proposal, started: float | None = None) -> dict:
     from ptx_annotator.anatomy import segment_thorax
 
     anatomy = segment_thorax(volume)  # once per case: every session of the case shares it
@@ -301,13 +307,16 @@ def run_case(name, volume, truth, proposal) -> dict:
            "proposal_dice": slice_dice(proposal, truth), "prop_actions": proposed.actions, "prop_voxels": proposed.voxels,
            "prop_cleared": proposed.cleared, "accepted": proposed.accepted_untouched, "content_slices": content,
            "prop_short": proposed.short, "step": step, "scratch_actions": scratch[step].actions,
-           "scratch_voxels": scratch[step].voxels, "scratch_short": scratch[step].short}
+           "scratch_voxels": scratch[step].voxels, "scratch_short": scratch[step].short,
+           "seconds": round(time.perf_counter() - (started or time.perf_counter()), 1)}
     print(_line(row), flush=True)
     return row
 
 
+#: Columns: R, S per case (from scratch / from the proposal, voxels and actions); s: seconds of the case
+#: (simulating it, proposing, and both scripted ways).
 HEADER = (f"{'case':<34}{'truth mL':>9}{'prop mL':>9}{'Dice':>7}{'prop vox':>10}{'acts':>6}{'cleared':>8}"
-          f"{'accepted':>10}{'scr vox':>9}{'acts':>6}{'k':>3}{'short':>6}{'R':>7}{'S':>6}")
+          f"{'accepted':>10}{'scr vox':>9}{'acts':>6}{'k':>3}{'short':>6}{'R':>7}{'S':>6}{'s':>6}")
 
 
 def _line(row: dict) -> str:
@@ -315,7 +324,8 @@ def _line(row: dict) -> str:
             f"{row['prop_voxels']:>10}{row['prop_actions']:>6}{row['prop_cleared']:>8}"
             f"{row['accepted']:>6}/{row['slices']:<3}{row['scratch_voxels']:>9}{row['scratch_actions']:>6}"
             f"{row['step']:>3}{row['prop_short'] + row['scratch_short']:>6}"
-            f"{_shown(row['scratch_voxels'], row['prop_voxels']):>7}{_shown(row['scratch_actions'], row['prop_actions']):>6}")
+            f"{_shown(row['scratch_voxels'], row['prop_voxels']):>7}{_shown(row['scratch_actions'], row['prop_actions']):>6}"
+            f"{row['seconds']:>6.0f}")
 
 
 def _shown(scratch: int, proposal: int) -> str:
@@ -357,10 +367,12 @@ def suite_cases(suite, cts, tuning_names, held_out_names):
 def run_cases(cases) -> tuple[list, dict | None]:
     """Rows of ``cases`` ((name, volume, truth) ...), and the session timings on the last one."""
     rows, timed = [], None
-    for name, volume, truth in cases:
+    started = time.perf_counter()
+    for name, volume, truth in cases:  # each case is simulated as the loop asks for it
         proposal = propose(volume)
-        rows.append(run_case(name, volume, truth, proposal))
+        rows.append(run_case(name, volume, truth, proposal, started))
         timed = (volume, proposal)
+        started = time.perf_counter()
     return rows, (session_timings(*timed) if timed else None)
 
 
