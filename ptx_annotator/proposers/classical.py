@@ -76,9 +76,10 @@ class ClassicalProposer:
         Growth accepts voxels below air level + ``grow_sd`` x noise SD (capped at -900 HU).
     near_core_mm : float
         Away from the chest wall, growth reaches this far from a core.
-    min_wall_share, min_lung_share, lung_ring_mm : float
-        Shape of pleural air: share of a core's outline on the wall, share of aerated lung in the
-        ring of ``lung_ring_mm`` around it.
+    min_wall_share, min_lung_share, lung_ring_mm, min_contact_cm2 : float
+        Shape of pleural air: share of a core's outline on the wall (or its contact with the wall,
+        in-plane outline length x slice thickness, of at least ``min_contact_cm2``), share of
+        aerated lung in the ring of ``lung_ring_mm`` around it.
     rim_zone_mm, layer_window_mm, line_reach_mm : float
         The outer zone judged layer by layer, the extent along the wall of a layer's median, and
         how far inwards the air or pleural line bounding wall air may lie.
@@ -97,7 +98,7 @@ class ClassicalProposer:
                  min_component_ml: float = 0.3, max_hole_mm2: float = 100.0, min_wall_share: float = 0.25,
                  min_lung_share: float = 0.1, lung_ring_mm: float = 3.0, rim_zone_mm: float = 5.0,
                  vessel_free_mm: float = 2.5, layer_window_mm: float = 4.0, line_reach_mm: float = 2.5,
-                 mediastinum_mm: float = 12.0):
+                 mediastinum_mm: float = 12.0, min_contact_cm2: float = 20.0):
         self.air_threshold_hu = float(air_threshold_hu)
         self.core_margin_hu = float(core_margin_hu)
         self.min_core_ml = float(min_core_ml)
@@ -114,6 +115,7 @@ class ClassicalProposer:
         self.layer_window_mm = float(layer_window_mm)
         self.line_reach_mm = float(line_reach_mm)
         self.mediastinum_mm = float(mediastinum_mm)
+        self.min_contact_cm2 = float(min_contact_cm2)
 
     def describe(self) -> dict:
         return {"method": "pleural air: HU cores at the chest wall + bounded growth (Do et al. 2012)",
@@ -124,7 +126,7 @@ class ClassicalProposer:
                 "min_lung_share": self.min_lung_share, "lung_ring_mm": self.lung_ring_mm,
                 "rim_zone_mm": self.rim_zone_mm, "vessel_free_mm": self.vessel_free_mm,
                 "layer_window_mm": self.layer_window_mm, "line_reach_mm": self.line_reach_mm,
-                "mediastinum_mm": self.mediastinum_mm}
+                "mediastinum_mm": self.mediastinum_mm, "min_contact_cm2": self.min_contact_cm2}
 
     def iter_slices(self, volume: Volume, first_slice: int | None = None,
                     should_cancel: Callable[[], bool] | None = None) -> Iterator[SliceResult]:
@@ -183,7 +185,8 @@ class ClassicalProposer:
         # a thick slice averages the wall over its thickness: its edge blurs in-plane by a share of it
         contact_px = max(1, round(WALL_BLUR_PER_SLICE_MM * volume.spacing[0] / pixel_mm))
         keep = _pleural_shaped(labels, keep, depth <= contact_px, hu, self.min_wall_share, self.min_lung_share,
-                               max(1, round(self.lung_ring_mm / pixel_mm)))
+                               max(1, round(self.lung_ring_mm / pixel_mm)),
+                               self.min_contact_cm2 * 100.0 / (pixel_mm * volume.spacing[0]))
         keep = _off_midline(labels, keep, volume.affine, box, midline, self.mediastinum_mm)
         if not keep:
             return np.zeros(hemi.shape, dtype=np.uint8)
@@ -284,14 +287,18 @@ def _layer_medians(hu, depth, layers, window, *levels_hu) -> tuple[np.ndarray, .
     return tuple(out)
 
 
-def _pleural_shaped(labels, keep, wall, hu, min_wall_share, min_lung_share, ring_px) -> list[int]:
+def _pleural_shaped(labels, keep, wall, hu, min_wall_share, min_lung_share, ring_px,
+                    min_contact_px) -> list[int]:
     """The core components shaped like pleural air: along the chest wall, with aerated lung beside them.
 
     Pleural air lies between the parietal pleura (chest wall) and the visceral pleura (lung): a
     good share of its in-plane outline touches the wall, and the tissue just around it is partly
     aerated lung. A bulla or subpleural bleb is round and lung-bound (it touches the wall at a
     point); bowel gas under the diaphragm is ringed by bowel wall and organs, not lung. ``wall`` is
-    where an outline voxel counts as touching the chest wall (the hemithorax's outer pixels).
+    where an outline voxel counts as touching the chest wall (the hemithorax's outer pixels). A
+    large pneumothorax may have a long ragged outline against the collapsed lung: resting on the
+    wall over ``min_contact_px`` outline pixels (many times the contact of the largest bleb) is
+    enough on its own.
     """
     if not keep:
         return []
@@ -300,14 +307,16 @@ def _pleural_shaped(labels, keep, wall, hu, min_wall_share, min_lung_share, ring
     footprint[0] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
     inner = ndi.grey_erosion(labels, footprint=footprint)
     outline = (labels > 0) & (inner != labels)
-    wall_share = ndi.sum(outline & wall, labels, index) / np.maximum(ndi.sum(outline, labels, index), 1)
+    contact = ndi.sum(outline & wall, labels, index)
+    wall_share = contact / np.maximum(ndi.sum(outline, labels, index), 1)
     ring_footprint = np.zeros((1, 2 * ring_px + 1, 2 * ring_px + 1), dtype=bool)
     yy, xx = np.ogrid[-ring_px: ring_px + 1, -ring_px: ring_px + 1]
     ring_footprint[0] = yy ** 2 + xx ** 2 <= ring_px ** 2
     ring = ndi.grey_dilation(labels, footprint=ring_footprint) * (labels == 0)
     lung = (hu > LUNG_HU[0]) & (hu < LUNG_HU[1])
     lung_share = ndi.mean(lung, ring, index) if index.size else []
-    return [int(i) for i, w, g in zip(index, wall_share, lung_share) if w >= min_wall_share and g >= min_lung_share]
+    return [int(i) for i, c, w, g in zip(index, contact, wall_share, lung_share)
+            if (w >= min_wall_share or c >= min_contact_px) and g >= min_lung_share]
 
 
 def _clean(mask: np.ndarray, spacing, min_component_ml: float, max_hole_mm2: float) -> np.ndarray:
