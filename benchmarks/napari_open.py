@@ -40,7 +40,10 @@ def main(argv: list[str]) -> int:
         sys.path.insert(0, str(args.plugin_dir.resolve().parent))
         ReviewWidget = importlib.import_module(f"{args.plugin_dir.name}._review_widget").ReviewWidget
     else:
-        from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
+        try:
+            from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
+        except ImportError:  # an installed version from before the widgets moved into _qt/
+            from ptx_annotator.plugins.napari._review_widget import ReviewWidget
 
     imported = time.perf_counter()
     viewer = napari.Viewer(show=True)

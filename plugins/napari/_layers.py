@@ -13,6 +13,7 @@ import numpy as np
 
 from ptx_annotator.preprocessing import LUNG_WINDOW_HU, MEDIASTINAL_WINDOW_HU
 from ptx_annotator.review.states import PROPOSED, STATE_COLORS
+from ptx_annotator.review.tools import DEFAULT_BRUSH_SIZE
 from ptx_annotator.volume import Volume
 
 #: The reader's mask is filled in this colour (label 1) ...
@@ -132,7 +133,7 @@ def _one_label_colormap(rgba):
 def _style_mask_layer(labels) -> None:
     labels.colormap = _one_label_colormap(MASK_RGBA)
     labels.selected_label = 1
-    labels.brush_size = 8
+    labels.brush_size = DEFAULT_BRUSH_SIZE
     labels.mode = "paint"
 
 
