@@ -126,14 +126,19 @@ class PatientSides:
         self.notes: list = [] if notes is None else notes
         self.midline = midline_left_mm(anatomy, self.affine, self.notes) if midline is None else float(midline)
         self.shape = tuple(anatomy.hemithorax_right.shape)
+        self._left_of: dict[int, np.ndarray] = {}  # per slice, computed once (a viewer counts a slice per stroke)
 
     def left_of_slice(self, z: int) -> np.ndarray:
         """Bool (y, x): the voxels of slice ``z`` that count as patient left."""
-        _, ny, nx = self.shape
-        row = self.affine[0]
-        lps_x = row[0] * z + row[1] * np.arange(ny)[:, None] + row[2] * np.arange(nx)[None, :] + row[3]
-        right, left = self.anatomy.hemithorax_right[z], self.anatomy.hemithorax_left[z]
-        return left | (~right & (lps_x > self.midline))
+        z = int(z)
+        left_of = self._left_of.get(z)
+        if left_of is None:
+            _, ny, nx = self.shape
+            row = self.affine[0]
+            lps_x = row[0] * z + row[1] * np.arange(ny)[:, None] + row[2] * np.arange(nx)[None, :] + row[3]
+            right, left = self.anatomy.hemithorax_right[z], self.anatomy.hemithorax_left[z]
+            left_of = self._left_of[z] = left | (~right & (lps_x > self.midline))
+        return left_of
 
     def count_slice(self, mask_slice, z: int) -> tuple[int, int]:
         """(right, left) voxel counts of one (y, x) mask slice."""

@@ -101,7 +101,8 @@ def add_review_layers(viewer, volume: Volume, mask: np.ndarray, proposal: np.nda
     """Add the CT (unless ``image`` is that layer already), the proposal outline and the editable mask.
 
     ``mask`` is shared, not copied: the session edits it in place. The proposal layer holds the
-    outline of ``proposal``, kept up to date with :func:`update_outline`. Returns the three layers.
+    outline of ``proposal`` (of the same shape), drawn with :func:`update_outline` by the views
+    that follow the session (they draw it all when they start). Returns the three layers.
     """
     data, kwargs, _ = image_layer_data(volume)
     if image is None:
@@ -110,10 +111,8 @@ def add_review_layers(viewer, volume: Volume, mask: np.ndarray, proposal: np.nda
         mask, name=mask_layer_name(annotator), scale=kwargs["scale"], opacity=0.45, units="mm",
         axis_labels=AXIS_LABELS,
     )
-    outlines = np.zeros(proposal.shape, dtype=np.uint8)
-    update_outline(outlines, proposal)
     overlay = viewer.add_labels(  # above the fill, so the outline shows where the two coincide
-        outlines, name=PROPOSAL_LAYER, scale=kwargs["scale"], opacity=1.0, units="mm", axis_labels=AXIS_LABELS,
+        np.zeros(proposal.shape, dtype=np.uint8), name=PROPOSAL_LAYER, scale=kwargs["scale"], opacity=1.0, units="mm", axis_labels=AXIS_LABELS,
     )
     overlay.colormap = _one_label_colormap(PROPOSAL_RGBA)
     overlay.editable = False

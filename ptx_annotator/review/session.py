@@ -106,9 +106,9 @@ class ReviewSession(EditingMixin, SavingMixin, ReviewTools):
         self._pending: dict[str, set[int]] = {"states": set(), "mask": set(), "proposal": set()}
         self.ranker = SliceRanker(annotation.mask)
         self.ranker.refresh()  # scored once at opening, so the first N is as quick as the others
-        self._anatomy = anatomy  # segmented on first need (a painted slice to count, a region to grow)
-        self._patient_sides: PatientSides | None = None
-        self._left_of_slice: dict[int, np.ndarray] = {}
+        #: The side rule over the anatomy: given, handed over (set_anatomy) or segmented on first
+        #: need (a volume per side, a region to grow).
+        self._patient_sides = None if anatomy is None else PatientSides(anatomy, volume.affine)
         #: Painted voxels per slice, and their split right / left once the sides are known; the
         #: slices still to split wait in ``_unsplit`` (opening segments nothing).
         self._painted = np.zeros(n, dtype=np.int64)
@@ -382,18 +382,14 @@ class ReviewSession(EditingMixin, SavingMixin, ReviewTools):
         :meth:`set_anatomy`.
         """
         if self._patient_sides is None:
-            anatomy = self._anatomy
-            if anatomy is None:
-                from ptx_annotator.anatomy import segment_thorax
+            from ptx_annotator.anatomy import segment_thorax
 
-                anatomy = self._anatomy = segment_thorax(self.volume)
-            self._patient_sides = PatientSides(anatomy, self.volume.affine)
+            self._patient_sides = PatientSides(segment_thorax(self.volume), self.volume.affine)
         return self._patient_sides
 
     def set_anatomy(self, anatomy) -> None:
         """Use ``anatomy`` (of this volume, e.g. segmented in a worker) for sides and region growing."""
         if self._patient_sides is None:
-            self._anatomy = anatomy
             self._patient_sides = PatientSides(anatomy, self.volume.affine)
 
     # -- internals -----------------------------------------------------------------------------
@@ -428,10 +424,6 @@ class ReviewSession(EditingMixin, SavingMixin, ReviewTools):
             self._split_slice(z)
 
     def _split_slice(self, z: int) -> None:
-        left_of = self._left_of_slice.get(z)
-        if left_of is None:
-            left_of = self._left_of_slice[z] = self._sides.left_of_slice(z)
-        left = int(np.count_nonzero((self.annotation.mask[z] != 0) & left_of))
-        self._side_counts[z] = (int(self._painted[z]) - left, left)
+        self._side_counts[z] = self._sides.count_slice(self.annotation.mask[z], z)
         self._unsplit.discard(z)
 

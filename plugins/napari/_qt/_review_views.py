@@ -28,7 +28,6 @@ class SessionViews:
     def __init__(self, widget):
         self.widget = widget
         self.session = None
-        self.anatomy = None  # the thorax segmentation, once the worker has it
         self._anatomy_due = None  # the session whose anatomy waits for the first paint
         self._workers: list = []
 
@@ -46,7 +45,7 @@ class SessionViews:
                 except (TypeError, RuntimeError):
                     pass
         self._workers = []
-        self.session, self.anatomy, self._anatomy_due = session, None, None
+        self.session, self._anatomy_due = session, None
         w = self.widget
         if session is None:
             w.ortho.clear()
@@ -112,11 +111,11 @@ class SessionViews:
         """Show the proposal's case-level answer (computed in a worker once the anatomy is known)."""
         self.widget.ortho.redraw()
         session = self.session
-        if session is None or self.anatomy is None:
+        if session is None or session.anatomy is None:
             return
         self._run(_case_answer, session, session.proposal_mask.copy(), session.volume,
                   None if session.proposal_probabilities is None else session.proposal_probabilities.copy(),
-                  self.anatomy)
+                  session.anatomy)
 
     # -- labels --------------------------------------------------------------------------------
     def _slice_label(self) -> None:
@@ -162,7 +161,6 @@ class SessionViews:
     def _measure_anatomy(self, session) -> None:
         """Segment the thorax in a worker, started once the CT is on screen (not competing with its first paint)."""
         if session.sides_known:
-            self.anatomy = session.anatomy
             return
         self._anatomy_due = session
         QTimer.singleShot(ANATOMY_AFTER_MS, lambda: self._start_anatomy(session))
@@ -187,7 +185,6 @@ class SessionViews:
         kind, payload = value
         if kind == "anatomy":
             session.set_anatomy(payload)  # sides of the volume and the session's tools (grow region)
-            self.anatomy = session.anatomy
             self._volume_label()
             if session.proposal_source is not None:
                 self.proposal_finished()
