@@ -350,18 +350,9 @@ def load_suite():
 
 def suite_cases(suite, cts, tuning_names, held_out_names):
     """(name, volume, truth) of the detection suite's cases, built one at a time on each shared CT."""
-    from ptx_annotator.anatomy import segment_thorax
-    from ptx_annotator.synthetic.cases import simulate_case
-
-    for ct in cts:
-        if not suite.CTS[ct].exists():
-            print(f"skip {ct}: {suite.CTS[ct]} is absent", file=sys.stderr)
-            continue
-        volume = suite.load_canvas(ct)
-        anatomy = segment_thorax(volume)
-        for name in tuning_names if ct in suite.TUNING_CTS else held_out_names:
-            case = simulate_case(volume, suite.SPECS[name][0], anatomy=anatomy)
-            yield f"{ct}/{name}", case.volume, case.mask > 0
+    names_for = lambda ct: tuning_names if ct in suite.TUNING_CTS else held_out_names  # noqa: E731
+    for ct, name, case, _ in suite.suite_cases(cts, names_for):
+        yield f"{ct}/{name}", case.volume, case.mask > 0
 
 
 def run_cases(cases) -> tuple[list, dict | None]:

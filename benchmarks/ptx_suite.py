@@ -120,42 +120,53 @@ def load_canvas(name: str):
     return volume
 
 
-def run(cts, names, proposer_factory, out_dir: Path, label: str, held_out_names=None) -> list[dict]:
+def suite_cases(cts, names_for):
+    """``(ct, name, case, seconds to simulate)`` of the suite's cases, simulated one at a time.
+
+    ``names_for(ct)`` gives the case names for that canvas; a canvas that is absent is skipped
+    with a message. The canvas is loaded and its anatomy segmented once per CT.
+    """
     from ptx_annotator.anatomy import segment_thorax
-    from ptx_annotator.proposers.contract import propose_volume
     from ptx_annotator.synthetic.cases import simulate_case
 
-    rows = []
     for ct in cts:
         if not CTS[ct].exists():
             print(f"skip {ct}: {CTS[ct]} is absent", file=sys.stderr)
             continue
         volume = load_canvas(ct)
         anatomy = segment_thorax(volume)
-        for name in names if ct in TUNING_CTS or not held_out_names else held_out_names:
-            spec, location, rim, confounder = SPECS[name]
+        for name in names_for(ct):
             started = time.perf_counter()
-            case = simulate_case(volume, spec, anatomy=anatomy)
-            simulated = time.perf_counter() - started
-            proposer = proposer_factory()
-            started = time.perf_counter()
-            proposal = propose_volume(proposer, case.volume, keep_probabilities=False)
-            mask = proposal.mask
-            finish = getattr(proposer, "postprocess_volume", None)
-            if finish is not None:
-                mask = finish(mask, case.volume.spacing)
-            seconds = time.perf_counter() - started
-            row = {"ct": ct, "case": name, "split": "tuning" if ct in TUNING_CTS else "held-out",
-                   "slices": case.volume.shape[0], "slice_mm": case.volume.spacing[0], "location": location,
-                   "rim": rim, "confounder": confounder, "proposer": label, "seconds": round(seconds, 2),
-                   "simulate_s": round(simulated, 1),
-                   **score(case.mask, mask, case.confounder_mask, case.volume.voxel_volume_ml)}
-            row["size"] = size_bin(row["truth_ml"])
-            rows.append(row)
-            print(f"{ct:16s} {name:24s} truth {row['truth_ml']:7.1f} prop {row['proposed_ml']:7.1f} "
-                  f"dice {row['dice']:.3f} det {row['detected']!s:5s} fp {row['fp_ml']:6.1f} "
-                  f"{row['seconds']:5.1f}s", flush=True)
-        (out_dir / f"ptx_suite_{label}.partial.json").write_text(json.dumps(rows, indent=1))
+            case = simulate_case(volume, SPECS[name][0], anatomy=anatomy)
+            yield ct, name, case, time.perf_counter() - started
+
+
+def run(cts, names, proposer_factory, out_dir: Path, label: str, held_out_names=None) -> list[dict]:
+    from ptx_annotator.proposers.contract import propose_volume
+
+    rows = []
+    for ct, name, case, simulated in suite_cases(
+            cts, lambda ct: names if ct in TUNING_CTS or not held_out_names else held_out_names):
+        spec, location, rim, confounder = SPECS[name]
+        proposer = proposer_factory()
+        started = time.perf_counter()
+        proposal = propose_volume(proposer, case.volume, keep_probabilities=False)
+        mask = proposal.mask
+        finish = getattr(proposer, "postprocess_volume", None)
+        if finish is not None:
+            mask = finish(mask, case.volume.spacing)
+        seconds = time.perf_counter() - started
+        row = {"ct": ct, "case": name, "split": "tuning" if ct in TUNING_CTS else "held-out",
+               "slices": case.volume.shape[0], "slice_mm": case.volume.spacing[0], "location": location,
+               "rim": rim, "confounder": confounder, "proposer": label, "seconds": round(seconds, 2),
+               "simulate_s": round(simulated, 1),
+               **score(case.mask, mask, case.confounder_mask, case.volume.voxel_volume_ml)}
+        row["size"] = size_bin(row["truth_ml"])
+        rows.append(row)
+        print(f"{ct:16s} {name:24s} truth {row['truth_ml']:7.1f} prop {row['proposed_ml']:7.1f} "
+              f"dice {row['dice']:.3f} det {row['detected']!s:5s} fp {row['fp_ml']:6.1f} "
+              f"{row['seconds']:5.1f}s", flush=True)
+        (out_dir / f"ptx_suite_{label}.partial.json").write_text(json.dumps(rows, indent=1))  # kept should it stop
     return rows
 
 

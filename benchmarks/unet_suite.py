@@ -38,43 +38,33 @@ def run(checkpoint: str, cts, names, out_dir: Path) -> dict:
     from ptx_annotator.proposers import get_proposer
     from ptx_annotator.proposers.combined import constrain, pleural_region
     from ptx_annotator.proposers.contract import propose_volume
-    from ptx_annotator.synthetic.cases import simulate_case
 
     proposer = get_proposer(checkpoint=checkpoint, device="cpu")
     label = Path(checkpoint).name.split(".")[0]
     rows = {variant: [] for variant in VARIANTS}
-    for ct in cts:
-        if not ptx_suite.CTS[ct].exists():
-            print(f"skip {ct}: {ptx_suite.CTS[ct]} is absent", file=sys.stderr)
-            continue
-        volume = ptx_suite.load_canvas(ct)
-        anatomy = segment_thorax(volume)
-        for name in names:
-            spec, location, rim, confounder = ptx_suite.SPECS[name]
-            started = time.perf_counter()
-            case = simulate_case(volume, spec, anatomy=anatomy)
-            simulated = time.perf_counter() - started
-            started = time.perf_counter()
-            plain = propose_volume(proposer, case.volume, keep_probabilities=False).mask
-            seconds = time.perf_counter() - started
-            started = time.perf_counter()
-            region = pleural_region(segment_thorax(case.volume), case.volume.spacing)
-            combined = constrain(plain, region, proposer, case.volume.spacing)
-            seconds_combined = seconds + time.perf_counter() - started
-            for variant, mask, took in (("unet", plain, seconds), ("combined", combined, seconds_combined)):
-                row = {"ct": ct, "case": name, "split": "held-out", "slices": case.volume.shape[0],
-                       "slice_mm": case.volume.spacing[0], "location": location, "rim": rim,
-                       "confounder": confounder, "proposer": f"{label}-{variant}", "seconds": round(took, 2),
-                       "simulate_s": round(simulated, 1),
-                       **ptx_suite.score(case.mask, mask, case.confounder_mask, case.volume.voxel_volume_ml)}
-                row["size"] = ptx_suite.size_bin(row["truth_ml"])
-                rows[variant].append(row)
-            a, b = rows["unet"][-1], rows["combined"][-1]
-            print(f"{ct:16s} {name:24s} truth {a['truth_ml']:7.1f} | unet prop {a['proposed_ml']:7.1f} dice "
-                  f"{a['dice']:.3f} det {a['detected']!s:5s} | combined prop {b['proposed_ml']:7.1f} dice "
-                  f"{b['dice']:.3f} det {b['detected']!s:5s} | {a['seconds']:5.1f}s", flush=True)
-            for variant in VARIANTS:
-                (out_dir / f"ptx_suite_{label}-{variant}.partial.json").write_text(json.dumps(rows[variant], indent=1))
+    for ct, name, case, simulated in ptx_suite.suite_cases(cts, lambda ct: names):
+        spec, location, rim, confounder = ptx_suite.SPECS[name]
+        started = time.perf_counter()
+        plain = propose_volume(proposer, case.volume, keep_probabilities=False).mask
+        seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        region = pleural_region(segment_thorax(case.volume), case.volume.spacing)
+        combined = constrain(plain, region, proposer, case.volume.spacing)
+        seconds_combined = seconds + time.perf_counter() - started
+        for variant, mask, took in (("unet", plain, seconds), ("combined", combined, seconds_combined)):
+            row = {"ct": ct, "case": name, "split": "held-out", "slices": case.volume.shape[0],
+                   "slice_mm": case.volume.spacing[0], "location": location, "rim": rim,
+                   "confounder": confounder, "proposer": f"{label}-{variant}", "seconds": round(took, 2),
+                   "simulate_s": round(simulated, 1),
+                   **ptx_suite.score(case.mask, mask, case.confounder_mask, case.volume.voxel_volume_ml)}
+            row["size"] = ptx_suite.size_bin(row["truth_ml"])
+            rows[variant].append(row)
+        a, b = rows["unet"][-1], rows["combined"][-1]
+        print(f"{ct:16s} {name:24s} truth {a['truth_ml']:7.1f} | unet prop {a['proposed_ml']:7.1f} dice "
+              f"{a['dice']:.3f} det {a['detected']!s:5s} | combined prop {b['proposed_ml']:7.1f} dice "
+              f"{b['dice']:.3f} det {b['detected']!s:5s} | {a['seconds']:5.1f}s", flush=True)
+        for variant in VARIANTS:
+            (out_dir / f"ptx_suite_{label}-{variant}.partial.json").write_text(json.dumps(rows[variant], indent=1))
     return rows
 
 
