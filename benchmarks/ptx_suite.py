@@ -218,7 +218,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     for group, colour, text in ((pos, None, "positive"),):
         truth = np.array([r["truth_ml"] for r in group])
         dice = np.array([r["dice"] for r in group])
-        held = np.array([r["split"] == "held-out" for r in group])
+        held = np.array([r["split"] == "held-out" for r in group], dtype=bool)  # bool even with no row
         left.scatter(truth[~held], dice[~held], c="tab:blue", label="tuning CTs")
         left.scatter(truth[held], dice[held], c="tab:orange", marker="s", label="held-out CTs")
     left.set_xscale("log")
