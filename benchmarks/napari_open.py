@@ -5,6 +5,11 @@ Prints the figures of one run; targets from issue 4: open until paintable < 5 s,
 including the state-strip update < 50 ms (issue 12: still with the coronal / sagittal views and
 the ranking), and accepting all slices at once < 1 s. Runs against older versions of the widget
 too (the figures they lack are said so), to compare before and after.
+
+The window gets one size (``--window``, 1280x900) before anything is timed: a slice change here is
+mostly the software renderer filling the canvas, so its time follows the window's pixels, and
+napari restores each environment's last window size (grown by whatever docks it held), which made
+two versions run in two virtualenvs draw windows of different sizes.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("study", nargs="?", default=DEFAULT_STUDY, type=Path)
     parser.add_argument("--plugin-dir", type=Path, help="an older copy of plugins/napari (e.g. from `git archive`) "
                         "to time instead of the installed one, for before/after figures in one sitting")
+    parser.add_argument("--window", default="1280x900", metavar="WxH",
+                        help="the viewer window's size for every figure (default 1280x900), so that every version "
+                        "is timed drawing the same number of pixels; 'natural' keeps the size napari restores")
     args = parser.parse_args(argv)
     study = args.study
     if not study.exists():
@@ -50,6 +58,7 @@ def main(argv: list[str]) -> int:
     widget = ReviewWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Pneumothorax review", area="right")
     QApplication.processEvents()
+    size = _fix_window(viewer, args.window)
     viewer_ready = time.perf_counter()
     with tempfile.TemporaryDirectory() as store:
         cpu_before_open = time.process_time()
@@ -59,7 +68,11 @@ def main(argv: list[str]) -> int:
         open_cpu = time.process_time() - cpu_before_open
         assert widget.mask_layer.editable and widget.mask_layer.mode == "paint"
         n = session.n_slices
-        print(f"study: {study.name}, {n} slices {session.volume.shape[1]}x{session.volume.shape[2]}")
+        size = _fix_window(viewer, args.window)
+        qt_viewer = getattr(viewer.window, "_qt_viewer", None)  # only to print the canvas size
+        canvas = qt_viewer.canvas.native if qt_viewer is not None else None
+        print(f"study: {study.name}, {n} slices {session.volume.shape[1]}x{session.volume.shape[2]}; window "
+              f"{size[0]}x{size[1]}" + (f", axial canvas {canvas.width()}x{canvas.height()}" if canvas else ""))
         print(f"import napari + plugin: {imported - started:.2f} s; viewer + widget: {viewer_ready - imported:.2f} s")
         print(f"open study until paintable (read, store, layers, first paint): {opened - viewer_ready:.2f} s "
               f"(target < 5 s); from launch: {opened - started:.2f} s; CPU time of the process: {open_cpu:.2f} s")
@@ -97,6 +110,17 @@ def main(argv: list[str]) -> int:
         print(f"of the opening, reading the DICOM series alone (warm file cache): {time.perf_counter() - start:.2f} s")
     viewer.close()
     return 0
+
+
+def _fix_window(viewer, spec: str) -> tuple[int, int]:
+    """Give the window the size ``spec`` ('WxH', or 'natural' to keep it); return its size now."""
+    from qtpy.QtWidgets import QApplication
+
+    if spec != "natural":
+        width, height = (int(v) for v in spec.lower().split("x"))
+        viewer.window.resize(width, height)
+        QApplication.processEvents()
+    return tuple(viewer.window.geometry()[2:])
 
 
 def _time_slice_changes(widget, n: int, edit: bool, count: int = 40, check: bool = True,
