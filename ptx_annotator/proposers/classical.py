@@ -54,6 +54,12 @@ WALL_BLUR_PER_SLICE_MM = 0.25
 #: Air noise SD (HU) per pixel of Gaussian smoothing, and the most smoothing a noisy scan gets.
 NOISE_HU_PER_SIGMA = 25.0
 MAX_SIGMA_PX = 2.0
+#: HU of the chest wall's soft tissue, for air's partial volume with it (the parietal side).
+WALL_HU = -50.0
+#: A smooth kernel's rim: its layer reads this much darker than the lung, and its pleural line this much brighter.
+REL_DARK = 20.0
+REL_LINE = 150.0
+SUBPLEURAL_PX = 2
 _Z_ONLY = np.zeros((3, 3, 3), dtype=bool)
 _Z_ONLY[:, 1, 1] = True
 
@@ -98,7 +104,8 @@ class ClassicalProposer:
                  min_component_ml: float = 0.3, max_hole_mm2: float = 100.0, min_wall_share: float = 0.25,
                  min_lung_share: float = 0.1, lung_ring_mm: float = 3.0, rim_zone_mm: float = 5.0,
                  vessel_free_mm: float = 2.5, layer_window_mm: float = 4.0, line_reach_mm: float = 2.5,
-                 mediastinum_mm: float = 12.0, min_contact_cm2: float = 20.0):
+                 mediastinum_mm: float = 12.0, min_contact_cm2: float = 20.0, pv_zone_mm: float = 5.0,
+                 pv_near_mm: float = 1.0):
         self.air_threshold_hu = float(air_threshold_hu)
         self.core_margin_hu = float(core_margin_hu)
         self.min_core_ml = float(min_core_ml)
@@ -116,6 +123,8 @@ class ClassicalProposer:
         self.line_reach_mm = float(line_reach_mm)
         self.mediastinum_mm = float(mediastinum_mm)
         self.min_contact_cm2 = float(min_contact_cm2)
+        self.pv_zone_mm = float(pv_zone_mm)
+        self.pv_near_mm = float(pv_near_mm)
 
     def describe(self) -> dict:
         return {"method": "pleural air: HU cores at the chest wall + bounded growth (Do et al. 2012)",
@@ -174,6 +183,18 @@ class ClassicalProposer:
         rim_like = _wall_air(dark_core, line, depth, layers, smooth < core_hu, reach_px)
         # (the layer is judged as a whole; its pleural-line and wall voxels themselves are not air)
         core = candidates & ((smooth < core_hu) | (rim_like & (hu < grow_hu)))
+        rel = np.zeros_like(core)
+        lung_level = _lung_level(hu, candidates, depth, layers)
+        if REL_DARK > 0 and lung_level - REL_DARK > grow_hu:
+            # a smooth kernel blurs a thin rim with the wall and the pleural line: it reads only a
+            # little darker than the lung, but it still lies along the wall with the line inside it
+            subpleural = candidates & (depth > layers) & (depth <= SUBPLEURAL_PX * layers) & (hu > LUNG_HU[0] - 20) & (hu < LUNG_HU[1])
+            sub_level = float(np.median(hu[subpleural])) if subpleural.sum() > 1000 else lung_level
+            dark_rel, line_rel = _layer_medians(hu, depth, layers, window, min(lung_level, sub_level) - REL_DARK,
+                                                lung_level + REL_LINE)
+            rim_rel = _wall_air(dark_rel, line_rel, depth, layers, np.zeros_like(hemi), reach_px)
+            rel = candidates & rim_rel & ~core
+            core = core | rel
         # noise leaves pinholes in a core, which would count as outline away from the wall: fill them
         filled = postprocess_mask(core, volume.spacing, min_component_mm3=0, max_hole_mm2=self.max_hole_mm2) > 0
         labels, n = ndi.label(filled & candidates, np.ones((3, 3, 3), dtype=bool))
@@ -190,7 +211,10 @@ class ClassicalProposer:
         keep = _off_midline(labels, keep, volume.affine, box, midline, self.mediastinum_mm)
         if not keep:
             return np.zeros(hemi.shape, dtype=np.uint8)
-        core = np.isin(labels, keep) & core
+        kept = np.isin(labels, keep)
+        # growth starts from air-level cores only: a blurred rim is proposed as it is, not grown from
+        core = kept & core & ~rel
+        rel = kept & rel
 
         near = ndi.binary_dilation(core, _IN_PLANE_4, iterations=max(1, round(self.near_core_mm / pixel_mm)))
         # pleural air holds no vessels: away from the wall, growth needs a vessel-free neighbourhood
@@ -209,8 +233,34 @@ class ClassicalProposer:
             grown = ndi.binary_propagation(grown | seeds, _IN_PLANE_4, mask=allowed | grown)
         # the air's edge beside the lung lies within ``reach`` of a vessel-free voxel: take it back
         # (step by step through air, never across the pleural line into the lung behind it)
-        grown = ndi.binary_dilation(grown, _IN_PLANE_4, iterations=reach, mask=candidates & (hu < grow_hu))
+        grown = ndi.binary_dilation(grown, _IN_PLANE_4, iterations=reach, mask=candidates & (hu < grow_hu)) | rel
+        if self.pv_zone_mm > 0 and grown.any():
+            grown = _partial_volume(grown, hu, candidates, depth, air_mean, lung_level,
+                                    max(1, round(self.pv_near_mm / pixel_mm)), layers)
         return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
+
+
+def _lung_level(hu, candidates, depth, layers) -> float:
+    """Median HU of this hemithorax's aerated lung, away from the wall."""
+    lung = candidates & (depth > layers + 2) & (hu > LUNG_HU[0] - 20) & (hu < LUNG_HU[1])
+    return float(np.median(hu[lung])) if lung.sum() > 1000 else -850.0
+
+
+def _partial_volume(grown, hu, candidates, depth, air_mean, lung_level, near_px, layers) -> np.ndarray:
+    """The air found, grown in 3D into the voxels that are at least half air (partial volume).
+
+    A voxel half filled with air reads half way between the air level and the tissue that fills
+    the rest: aerated lung (measured deeper in this hemithorax) on the visceral side.
+    """
+    mid = air_mean + 0.5 * (lung_level - air_mean)
+    grown = ndi.binary_dilation(grown, iterations=near_px, mask=candidates & (hu < mid))
+    # parietal side: between found air and the chest wall lies nothing but air; the voxels there
+    # mix air with wall (soft tissue), and are at least half air below the midpoint of the two
+    wall_mid = air_mean + 0.5 * (WALL_HU - air_mean)
+    for k in range(layers, 0, -1):
+        outward = ndi.binary_dilation(grown & (depth == k + 1), _IN_PLANE_4) & (depth == k) & candidates & (hu < wall_mid)
+        grown |= outward
+    return grown
 
 
 def _off_midline(labels, keep, affine, box, midline, mediastinum_mm) -> list[int]:
