@@ -15,16 +15,19 @@ import sys
 import time
 
 DEFAULT_ANNOTATOR = "model"
+#: ``--proposer`` choices; the last two need ``--checkpoint``.
+PROPOSERS = ("classical", "model", "combined")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict", help="propose a pneumothorax mask with a model checkpoint or the weight-free classical proposer")
     parser.add_argument("path", help="study folder, DICOM series folder, NIfTI (.nii/.nii.gz) or NRRD file")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", metavar="CKPT", help="U-Net checkpoint (.safetensors) to propose with")
-    source.add_argument("--proposer", choices=["classical"], default=None,
-                        help="weight-free proposer to use (default when no checkpoint is given: classical)")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="U-Net checkpoint (.safetensors) to propose with")
+    parser.add_argument("--proposer", choices=PROPOSERS, default=None,
+                        help="classical: weight-free (the default without --checkpoint); model: the checkpoint's "
+                             "U-Net (the default with one); combined: the checkpoint's U-Net kept to the pleural "
+                             "cavities of the thorax anatomy")
     parser.add_argument("--out", metavar="MASK.nii.gz", help="also write the proposed mask as NIfTI (the CT's affine)")
     parser.add_argument("--annotator", metavar="NAME",
                         help=f"store the proposal as this annotator's slices to review (default '{DEFAULT_ANNOTATOR}' "
@@ -45,11 +48,25 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def _proposer_kind(args) -> str:
+    """The proposer ``--proposer`` and ``--checkpoint`` ask for together (refusing a mismatch)."""
+    from ptx_annotator.errors import PtxError
+
+    kind = args.proposer or ("model" if args.checkpoint else "classical")
+    if kind == "classical" and args.checkpoint:
+        raise PtxError("--proposer classical uses no checkpoint: leave out --checkpoint, or use --proposer model "
+                       "or combined with it.")
+    if kind != "classical" and not args.checkpoint:
+        raise PtxError(f"--proposer {kind} runs a U-Net: give its --checkpoint CKPT (or use --proposer classical).")
+    return kind
+
+
 def run(args) -> int:
     from ptx_annotator.errors import PtxError
     from ptx_annotator.io import load_volume
     from ptx_annotator.proposers import get_proposer, propose_volume
 
+    kind = _proposer_kind(args)
     if args.threshold is not None and args.checkpoint is None:
         raise PtxError("--threshold applies to a model checkpoint; give --checkpoint CKPT or leave it out.")
     if args.keep_outside_air and args.checkpoint is None:
@@ -71,7 +88,7 @@ def run(args) -> int:
     options = {} if args.threshold is None else {"threshold": args.threshold}
     if args.keep_outside_air:
         options["drop_outside_air"] = False
-    proposer = get_proposer(checkpoint=args.checkpoint, proposer=args.proposer or "classical",
+    proposer = get_proposer(checkpoint=args.checkpoint, proposer=kind,
                             device=args.device, precision=args.precision, **options)
 
     n_slices = volume.shape[0]

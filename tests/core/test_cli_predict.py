@@ -129,6 +129,8 @@ def test_predict_nifti_file_out_only_and_default_annotator(ct_nifti, checkpoint,
     (["--checkpoint", "missing.safetensors"], "does not exist"),
     (["--out", "mask.nrrd"], "must end in .nii.gz"),
     (["--keep-outside-air"], "--keep-outside-air applies to a model checkpoint"),
+    (["--proposer", "combined"], "--proposer combined runs a U-Net: give its --checkpoint"),
+    (["--proposer", "classical", "--checkpoint", "m.safetensors"], "--proposer classical uses no checkpoint"),
 ])
 def test_predict_refusals_are_one_line(tcia_dir, tmp_path, capsys, extra, message, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -153,6 +155,27 @@ def test_predict_classical_default(ct_nifti, tmp_path, capsys):
     assert rc == 0, captured.err
     written, _ = load_mask_nifti(out)
     assert written.shape == (12, 512, 512) and "classical" in captured.out
+
+
+def test_predict_combined_keeps_the_model_mask_to_the_pleural_cavities(ct_nifti, checkpoint, tmp_path, capsys):
+    from ptx_annotator.anatomy import segment_thorax
+    from ptx_annotator.proposers.combined import pleural_region
+
+    volume = load_volume(ct_nifti)
+    masks = {}
+    for kind in ("model", "combined"):
+        out = tmp_path / f"{kind}.nii.gz"
+        rc = main(["predict", str(ct_nifti), "--checkpoint", str(checkpoint), "--proposer", kind, "--out", str(out),
+                   "--precision", "fp32", "--json"])
+        captured = capsys.readouterr()
+        assert rc == 0, captured.err
+        masks[kind] = load_mask_nifti(out)[0] > 0
+        assert json.loads(captured.out)["volume_ml"] == pytest.approx(
+            masks[kind].sum() * volume.voxel_volume_ml, abs=0.01)  # reported to 0.01 mL
+    region = pleural_region(segment_thorax(volume), volume.spacing)
+    assert masks["model"].any() and not masks["combined"][~region].any()
+    assert (masks["model"] & ~region).any()  # the tiny model marks outside the cavities: combined drops it
+    assert not (masks["combined"] & ~masks["model"]).any()
 
 
 @pytest.fixture(scope="module")
