@@ -59,7 +59,6 @@ WALL_HU = -50.0
 #: A smooth kernel's rim: its layer reads this much darker than the lung, and its pleural line this much brighter.
 REL_DARK = 20.0
 REL_LINE = 150.0
-SUBPLEURAL_PX = 2
 _Z_ONLY = np.zeros((3, 3, 3), dtype=bool)
 _Z_ONLY[:, 1, 1] = True
 
@@ -178,22 +177,21 @@ class ClassicalProposer:
         band = hemi & (depth <= max(1, round(self.wall_band_mm / pixel_mm)))
         layers = max(1, round(self.rim_zone_mm / pixel_mm))
         window = 2 * max(1, round(self.layer_window_mm / pixel_mm / 2)) + 1
-        dark_core, dark_grow, line = _layer_medians(hu, depth, layers, window, core_hu, grow_hu, PLEURAL_LINE_HU)
+        lung_level = _lung_level(hu, candidates, depth, layers)
+        # a smooth kernel blurs a thin rim with the wall and the pleural line: it reads only a little
+        # darker than the lung, but it still lies along the wall with the (brighter) line inside it
+        relative = lung_level - REL_DARK > grow_hu
+        below = (core_hu, grow_hu) + ((lung_level - REL_DARK,) if relative else ())
+        above = (PLEURAL_LINE_HU,) + ((lung_level + REL_LINE,) if relative else ())
+        judged = _layer_medians(hu, depth, layers, window, below, above)
+        dark_core, dark_grow, line = judged[0], judged[1], judged[len(below)]
         reach_px = max(1, round(self.line_reach_mm / pixel_mm))
         rim_like = _wall_air(dark_core, line, depth, layers, smooth < core_hu, reach_px)
         # (the layer is judged as a whole; its pleural-line and wall voxels themselves are not air)
         core = candidates & ((smooth < core_hu) | (rim_like & (hu < grow_hu)))
         rel = np.zeros_like(core)
-        lung_level = _lung_level(hu, candidates, depth, layers)
-        if REL_DARK > 0 and lung_level - REL_DARK > grow_hu:
-            # a smooth kernel blurs a thin rim with the wall and the pleural line: it reads only a
-            # little darker than the lung, but it still lies along the wall with the line inside it
-            subpleural = candidates & (depth > layers) & (depth <= SUBPLEURAL_PX * layers) & (hu > LUNG_HU[0] - 20) & (hu < LUNG_HU[1])
-            sub_level = float(np.median(hu[subpleural])) if subpleural.sum() > 1000 else lung_level
-            dark_rel, line_rel = _layer_medians(hu, depth, layers, window, min(lung_level, sub_level) - REL_DARK,
-                                                lung_level + REL_LINE)
-            rim_rel = _wall_air(dark_rel, line_rel, depth, layers, np.zeros_like(hemi), reach_px)
-            rel = candidates & rim_rel & ~core
+        if relative:
+            rel = candidates & _wall_air(judged[2], judged[-1], depth, layers, rel, reach_px) & ~core
             core = core | rel
         # noise leaves pinholes in a core, which would count as outline away from the wall: fill them
         filled = postprocess_mask(core, volume.spacing, min_component_mm3=0, max_hole_mm2=self.max_hole_mm2) > 0
@@ -243,7 +241,8 @@ class ClassicalProposer:
 def _lung_level(hu, candidates, depth, layers) -> float:
     """Median HU of this hemithorax's aerated lung, away from the wall."""
     lung = candidates & (depth > layers + 2) & (hu > LUNG_HU[0] - 20) & (hu < LUNG_HU[1])
-    return float(np.median(hu[lung])) if lung.sum() > 1000 else -850.0
+    values = hu[lung]
+    return float(np.median(values[::4])) if values.size > 4000 else -850.0
 
 
 def _partial_volume(grown, hu, candidates, depth, air_mean, lung_level, near_px, layers) -> np.ndarray:
@@ -252,14 +251,17 @@ def _partial_volume(grown, hu, candidates, depth, air_mean, lung_level, near_px,
     A voxel half filled with air reads half way between the air level and the tissue that fills
     the rest: aerated lung (measured deeper in this hemithorax) on the visceral side.
     """
+    box = bounding_box(grown, margin=near_px + 1)
+    found, hu, candidates, depth = grown[box], hu[box], candidates[box], depth[box]
     mid = air_mean + 0.5 * (lung_level - air_mean)
-    grown = ndi.binary_dilation(grown, iterations=near_px, mask=candidates & (hu < mid))
+    found = ndi.binary_dilation(found, iterations=near_px, mask=candidates & (hu < mid))
     # parietal side: between found air and the chest wall lies nothing but air; the voxels there
     # mix air with wall (soft tissue), and are at least half air below the midpoint of the two
-    wall_mid = air_mean + 0.5 * (WALL_HU - air_mean)
+    outer = candidates & (hu < air_mean + 0.5 * (WALL_HU - air_mean))
     for k in range(layers, 0, -1):
-        outward = ndi.binary_dilation(grown & (depth == k + 1), _IN_PLANE_4) & (depth == k) & candidates & (hu < wall_mid)
-        grown |= outward
+        found |= ndi.binary_dilation(found & (depth == k + 1), _IN_PLANE_4) & (depth == k) & outer
+    grown = grown.copy()
+    grown[box] = found
     return grown
 
 
@@ -310,31 +312,32 @@ def _wall_air(dark, line, depth, layers, deep_air, reach_px) -> np.ndarray:
     return air
 
 
-def _layer_medians(hu, depth, layers, window, *levels_hu) -> tuple[np.ndarray, ...]:
-    """Per level: the voxels up to ``layers`` pixels deep whose own depth layer mostly lies below it (the last: above).
+def _layer_medians(hu, depth, layers, window, below, above) -> list[np.ndarray]:
+    """Per level: the voxels up to ``layers`` pixels deep whose own depth layer mostly lies below it (``below``), then above it.
 
     A voxel's layer is the voxels at its depth within ``window`` pixels: a median along the wall,
     never across it, keeps a rim one pixel thin at the air level while its noise averages out (a
     Gaussian or median across the wall mixes it with wall and lung) and a rib's partial volume does
     not outweigh it. The counts of one layer are packed into one float64 filter.
     """
+    tests = [(level, False) for level in below] + [(level, True) for level in above]
     base = float(window * window + 1)
-    out = [np.zeros(hu.shape, dtype=bool) for _ in levels_hu]
+    out = [np.zeros(hu.shape, dtype=bool) for _ in tests]
     size = (1, window, window)
     for k in range(1, layers + 1):
         layer = depth == k
         if not layer.any():
             continue
         packed = layer.astype(np.float64)
-        for i, level in enumerate(levels_hu, start=1):
-            beyond = hu > level if i == len(levels_hu) else hu < level
+        for i, (level, is_above) in enumerate(tests, start=1):
+            beyond = hu > level if is_above else hu < level
             packed += (base ** i) * (layer & beyond)
         counts = np.rint(ndi.uniform_filter(packed, size)[layer] * window * window)
         total = np.mod(counts, base)
-        for i in range(1, len(levels_hu) + 1):
+        for i in range(1, len(tests) + 1):
             share = np.mod(np.floor_divide(counts, base ** i), base) / np.maximum(total, 1)
             out[i - 1][layer] = share > 0.5
-    return tuple(out)
+    return out
 
 
 def _pleural_shaped(labels, keep, wall, hu, min_wall_share, min_lung_share, ring_px,
