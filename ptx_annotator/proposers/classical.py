@@ -59,6 +59,9 @@ WALL_HU = -50.0
 #: A smooth kernel's rim: its layer reads this much darker than the lung, and its pleural line this much brighter.
 REL_DARK = 20.0
 REL_LINE = 150.0
+UNDERSHOOT_SHARE = 1 / 3
+#: Noise SD (share of the air-lung contrast) above which partial volume is judged on smoothed HU.
+PV_NOISE_SHARE = 0.125
 _Z_ONLY = np.zeros((3, 3, 3), dtype=bool)
 _Z_ONLY[:, 1, 1] = True
 
@@ -178,14 +181,19 @@ class ClassicalProposer:
         layers = max(1, round(self.rim_zone_mm / pixel_mm))
         window = 2 * max(1, round(self.layer_window_mm / pixel_mm / 2)) + 1
         lung_level = _lung_level(hu, candidates, depth, layers)
+        reach_px = max(1, round(self.line_reach_mm / pixel_mm))
         # a smooth kernel blurs a thin rim with the wall and the pleural line: it reads only a little
         # darker than the lung, but it still lies along the wall with the (brighter) line inside it
-        relative = lung_level - REL_DARK > grow_hu
+        # (not where the kernel itself undershoots at the wall: its edge layer, over the whole side,
+        # reads nearer air than lung, and a dark layer with bright ringing inside it is no evidence)
+        # (a rim's own air, air-level even smoothed, is left out of this wall statistic)
+        edge = hu[candidates & (depth == 2) & ~ndi.binary_dilation(smooth < core_hu, _IN_PLANE_4, iterations=reach_px)]
+        undershoot = edge.size > 0 and float(np.mean(edge < lung_level - REL_DARK)) > UNDERSHOOT_SHARE
+        relative = lung_level - REL_DARK > grow_hu and not undershoot
         below = (core_hu, grow_hu) + ((lung_level - REL_DARK,) if relative else ())
         above = (PLEURAL_LINE_HU,) + ((lung_level + REL_LINE,) if relative else ())
         judged = _layer_medians(hu, depth, layers, window, below, above)
         dark_core, dark_grow, line = judged[0], judged[1], judged[len(below)]
-        reach_px = max(1, round(self.line_reach_mm / pixel_mm))
         rim_like = _wall_air(dark_core, line, depth, layers, smooth < core_hu, reach_px)
         # (the layer is judged as a whole; its pleural-line and wall voxels themselves are not air)
         core = candidates & ((smooth < core_hu) | (rim_like & (hu < grow_hu)))
@@ -233,7 +241,10 @@ class ClassicalProposer:
         # (step by step through air, never across the pleural line into the lung behind it)
         grown = ndi.binary_dilation(grown, _IN_PLANE_4, iterations=reach, mask=candidates & (hu < grow_hu)) | rel
         if self.pv_zone_mm > 0 and grown.any():
-            grown = _partial_volume(grown, hu, candidates, depth, air_mean, lung_level,
+            # a voxel is judged on its own HU where the noise is small beside the air-lung contrast,
+            # on its smoothed HU on a noisy scan (lung voxels would otherwise read half air by chance)
+            noisy = air_sd > PV_NOISE_SHARE * (lung_level - air_mean)
+            grown = _partial_volume(grown, smooth if noisy else hu, hu, candidates, depth, air_mean, lung_level,
                                     max(1, round(self.pv_near_mm / pixel_mm)), layers)
         return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
 
@@ -245,16 +256,16 @@ def _lung_level(hu, candidates, depth, layers) -> float:
     return float(np.median(values[::4])) if values.size > 4000 else -850.0
 
 
-def _partial_volume(grown, hu, candidates, depth, air_mean, lung_level, near_px, layers) -> np.ndarray:
+def _partial_volume(grown, level_hu, hu, candidates, depth, air_mean, lung_level, near_px, layers) -> np.ndarray:
     """The air found, grown in 3D into the voxels that are at least half air (partial volume).
 
     A voxel half filled with air reads half way between the air level and the tissue that fills
     the rest: aerated lung (measured deeper in this hemithorax) on the visceral side.
     """
     box = bounding_box(grown, margin=near_px + 1)
-    found, hu, candidates, depth = grown[box], hu[box], candidates[box], depth[box]
+    found, level_hu, hu, candidates, depth = grown[box], level_hu[box], hu[box], candidates[box], depth[box]
     mid = air_mean + 0.5 * (lung_level - air_mean)
-    found = ndi.binary_dilation(found, iterations=near_px, mask=candidates & (hu < mid))
+    found = ndi.binary_dilation(found, iterations=near_px, mask=candidates & (level_hu < mid))
     # parietal side: between found air and the chest wall lies nothing but air; the voxels there
     # mix air with wall (soft tissue), and are at least half air below the midpoint of the two
     outer = candidates & (hu < air_mean + 0.5 * (WALL_HU - air_mean))

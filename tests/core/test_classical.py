@@ -61,7 +61,7 @@ def test_finds_a_thin_anterior_rim(tcia_volume, anatomy):
     found = ClassicalProposer().segment(sim.volume).astype(bool)
     truth = sim.mask.astype(bool)
     assert (found & truth).sum() >= 0.5 * truth.sum()  # detected: most of the rim covered
-    assert dice(found, truth) >= 0.75
+    assert dice(found, truth) >= 0.78  # its partial-volume edges (voxels at least half air) taken too
 
 
 @pytest.mark.parametrize("kinds", [("bulla", "subpleural_bleb"), ("subcutaneous_emphysema", "pneumomediastinum")])
@@ -78,14 +78,31 @@ def test_finds_a_rim_one_pixel_thin(tcia_volume, anatomy):
     """1 mm of air on 0.84 mm pixels and 5 mm slices: judged along its own depth layer, not blurred into the wall.
 
     Where the wall runs oblique to the slices the rim is a faint partial-volume band (truth: voxels
-    at least half air) that no HU rule separates from lung; what is proposed is rim, and enough of it.
+    at least half air): voxels beside the air found are taken when they read nearer air than the
+    lung (or, towards the wall, than the wall), so half the rim is proposed, and little beside it.
     """
     sim = simulate_pneumothorax(tcia_volume, "left", rim_mm=1.0, seed=14, anatomy=anatomy)
     found = ClassicalProposer().segment(sim.volume).astype(bool)
     truth = sim.mask.astype(bool)
     assert truth.sum() * tcia_volume.voxel_volume_ml > 10
-    assert (found & truth).sum() >= 0.25 * truth.sum()
-    assert (found & truth).sum() >= 0.8 * found.sum()
+    assert (found & truth).sum() >= 0.45 * truth.sum()
+    assert (found & truth).sum() >= 0.5 * found.sum()
+    assert dice(found, truth) >= 0.5
+
+
+def test_finds_a_rim_blurred_by_a_smooth_kernel_under_noise(tcia_volume, anatomy):
+    """A smooth kernel and 30 HU of noise: a 2 mm rim reads only a little darker than the lung.
+
+    It is still a dark layer along the wall with the (blurred) visceral pleural line inside it,
+    judged against this side's own lung level.
+    """
+    spec = {"pneumothorax": [{"side": "right", "rim_mm": 2.0, "seed": 32}],
+            "acquisition": {"noise_hu": 30.0, "kernel": "smooth", "seed": 33}}
+    case = simulate_case(tcia_volume, spec, anatomy=anatomy)
+    found = ClassicalProposer().segment(case.volume).astype(bool)
+    truth = case.mask.astype(bool)
+    assert (found & truth).sum() >= 0.4 * truth.sum()  # detected
+    assert dice(found, truth) >= 0.6
 
 
 def test_a_sharp_kernels_dark_halo_along_the_wall_is_not_a_rim(tcia_volume, anatomy):
