@@ -24,7 +24,16 @@ chest wall. The steps, all in one 3D pre-pass:
    the same hemithorax, close to a core or along the chest wall, vessel-free away from the wall;
    slices without a core are seeded from a neighbouring slice's pleural air. The visceral
    pleural line (soft tissue) stops the growth at the collapsed lung.
-5. Clean-up: small holes filled, components below ``min_component_ml`` dropped.
+5. Partial volume: a thin rim on thick slices is mostly voxels only partly air (the truth of a
+   reader: at least half air). Beside the air found, in 3D, a voxel is taken when it reads below
+   the midpoint between the air level and this side's aerated lung (the visceral side; judged on
+   smoothed HU on a noisy scan), and between found air and the chest wall when it reads below the
+   midpoint between air and the wall's soft tissue (the parietal side: nothing lies there but air).
+6. Blurred rims: a smooth kernel mixes a thin rim with the wall and the pleural line, so that it
+   reads only a little darker than the lung; a layer along the wall darker than this side's lung,
+   bounded inwards by a line brighter than it, is a core too (not grown from), except where the
+   kernel itself undershoots at the wall (its edge layer darker than the lung all round).
+7. Clean-up: small holes filled, components below ``min_component_ml`` dropped.
 """
 
 from __future__ import annotations
@@ -97,6 +106,8 @@ class ClassicalProposer:
         A core lying on average within this distance of the mid-sagittal plane is mediastinal gas.
     min_component_ml, max_hole_mm2 : float
         Clean-up of the final mask.
+    pv_zone_mm, pv_near_mm : float
+        Partial-volume growth (off when ``pv_zone_mm`` is 0) and how far (3D) it reaches from the air found.
     """
 
     source_id = "classical-v3"
@@ -137,7 +148,8 @@ class ClassicalProposer:
                 "min_lung_share": self.min_lung_share, "lung_ring_mm": self.lung_ring_mm,
                 "rim_zone_mm": self.rim_zone_mm, "vessel_free_mm": self.vessel_free_mm,
                 "layer_window_mm": self.layer_window_mm, "line_reach_mm": self.line_reach_mm,
-                "mediastinum_mm": self.mediastinum_mm, "min_contact_cm2": self.min_contact_cm2}
+                "mediastinum_mm": self.mediastinum_mm, "min_contact_cm2": self.min_contact_cm2,
+                "pv_zone_mm": self.pv_zone_mm, "pv_near_mm": self.pv_near_mm}
 
     def iter_slices(self, volume: Volume, first_slice: int | None = None,
                     should_cancel: Callable[[], bool] | None = None) -> Iterator[SliceResult]:
