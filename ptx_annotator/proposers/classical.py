@@ -32,7 +32,7 @@ chest wall. The steps, all in one 3D pre-pass:
 6. Blurred rims: a smooth kernel mixes a thin rim with the wall and the pleural line, so that it
    reads only a little darker than the lung; a layer along the wall darker than this side's lung,
    bounded inwards by a line brighter than it, is a core too (not grown from), except where the
-   kernel itself undershoots at the wall (its edge layer darker than the lung all round).
+   kernel itself undershoots at the wall (much of its edge layer, away from air, darker than the lung).
 7. Clean-up: small holes filled, components below ``min_component_ml`` dropped.
 """
 
@@ -68,6 +68,7 @@ WALL_HU = -50.0
 #: A smooth kernel's rim: its layer reads this much darker than the lung, and its pleural line this much brighter.
 REL_DARK = 20.0
 REL_LINE = 150.0
+#: A kernel undershoots at the wall when more than this share of the side's edge layer reads that dark.
 UNDERSHOOT_SHARE = 1 / 3
 #: Noise SD (share of the air-lung contrast) above which partial volume is judged on smoothed HU.
 PV_NOISE_SHARE = 0.125
@@ -196,8 +197,8 @@ class ClassicalProposer:
         reach_px = max(1, round(self.line_reach_mm / pixel_mm))
         # a smooth kernel blurs a thin rim with the wall and the pleural line: it reads only a little
         # darker than the lung, but it still lies along the wall with the (brighter) line inside it
-        # (not where the kernel itself undershoots at the wall: its edge layer, over the whole side,
-        # reads nearer air than lung, and a dark layer with bright ringing inside it is no evidence)
+        # (not where the kernel itself undershoots at the wall: much of its edge layer, over the whole
+        # side, reads darker than the lung, and a dark layer with bright ringing inside it is no evidence)
         # (a rim's own air, air-level even smoothed, is left out of this wall statistic)
         edge = hu[candidates & (depth == 2) & ~ndi.binary_dilation(smooth < core_hu, _IN_PLANE_4, iterations=reach_px)]
         undershoot = edge.size > 0 and float(np.mean(edge < lung_level - REL_DARK)) > UNDERSHOOT_SHARE
