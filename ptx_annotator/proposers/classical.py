@@ -111,7 +111,7 @@ class ClassicalProposer:
         Partial-volume growth (off when ``pv_zone_mm`` is 0) and how far (3D) it reaches from the air found.
     """
 
-    source_id = "classical-v3"
+    source_id = "classical-v4"  # v4: partial-volume growth and blurred rims (a kept v3 proposal is not this one)
 
     def __init__(self, air_threshold_hu: float = -950.0, core_margin_hu: float = 35.0, min_core_ml: float = 2.0,
                  wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,
