@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 from scipy import ndimage
 
-from ptx_annotator.geometry import voxel_volume_mm3
+from ptx_annotator.geometry import bounding_box, voxel_volume_mm3
 
 #: Components smaller than this (mm³) are dropped from a volume: 100 mm³ = 0.1 mL, far below a
 #: clinically reported pneumothorax, but above isolated noise voxels (3.5 mm³ at 0.84x0.84x5 mm).
@@ -193,15 +193,25 @@ def _spacing(spacing, n: int) -> tuple[float, ...]:
 
 
 def _fill_small_holes(mask2d: np.ndarray, max_hole_pixels: float) -> np.ndarray:
-    """Fill background regions not connected to the border whose area is at most ``max_hole_pixels``."""
-    holes = ndimage.binary_fill_holes(mask2d) & ~mask2d
+    """Fill background regions not connected to the border whose area is at most ``max_hole_pixels``.
+
+    Worked in the mask's bounding box grown by one pixel: the background ring round it reaches the
+    border outside the box, so the holes inside are the same as over the whole slice, found faster.
+    """
+    box = bounding_box(mask2d, margin=1)
+    if box is None:
+        return mask2d
+    part = mask2d[box]
+    holes = ndimage.binary_fill_holes(part) & ~part
     if not holes.any():
         return mask2d
     labels, count = ndimage.label(holes)  # 4-connected holes: the complement of 8-connected foreground
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     small = sizes <= max_hole_pixels
     small[0] = False
-    return mask2d | small[labels]
+    filled = mask2d.copy()
+    filled[box] |= small[labels]
+    return filled
 
 
 def _drop_small_components(mask: np.ndarray, min_voxels: float, structure: np.ndarray) -> np.ndarray:
