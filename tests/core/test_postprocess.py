@@ -133,3 +133,24 @@ def test_inside_patient_holds_both_lungs_of_the_real_ct(tcia_volume):
     assert inside[anatomy.lungs[z]].all()
     assert not inside[0, 0] and not inside[-1, -1]
     assert inside.sum() < anatomy.body[z].sum() * 1.02  # the patient, not the scanner table
+
+
+def test_hole_filling_in_the_bounding_box_equals_filling_the_whole_slice():
+    """Holes are found in the mask's box grown by one pixel: the same holes as over the whole
+    slice, touching the slice's border or not (a hole open to the border is no hole)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    for _ in range(400):
+        mask = np.zeros((40, 40), dtype=bool)
+        h, w = rng.integers(2, 41, 2)
+        y, x = rng.integers(0, 41 - h), rng.integers(0, 41 - w)
+        mask[y:y + h, x:x + w] = rng.random((h, w)) < rng.uniform(0.4, 0.95)
+        limit = int(rng.integers(0, 20))
+        holes = ndimage.binary_fill_holes(mask) & ~mask
+        labels, count = ndimage.label(holes)
+        small = np.bincount(labels.ravel(), minlength=count + 1) <= limit
+        small[0] = False
+        expected = mask | small[labels]
+        got = postprocess_mask(mask[None], (1.0, 1.0, 1.0), min_component_mm3=0, max_hole_mm2=limit) > 0
+        assert np.array_equal(got[0], expected)
