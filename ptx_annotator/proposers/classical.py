@@ -326,10 +326,13 @@ def _wall_air(dark, line, depth, layers, deep_air, reach_px) -> np.ndarray:
         if not layer_dark.any():
             history.insert(0, np.zeros(depth.shape, dtype=bool))
             continue
-        support = line & (depth > k) & (depth <= k + reach_px)
+        # worked in the dark voxels' box grown by the reach: the filter sees there all it would see
+        box = bounding_box(layer_dark, margin=(0, reach_px, reach_px))
+        support = line[box] & (depth[box] > k) & (depth[box] <= k + reach_px)
         for counted in history[:reach_px]:
-            support |= counted
-        layer_air = layer_dark & (ndi.maximum_filter(support.view(np.uint8), size=footprint) > 0)
+            support |= counted[box]
+        layer_air = np.zeros(depth.shape, dtype=bool)
+        layer_air[box] = layer_dark[box] & (ndi.maximum_filter(support.view(np.uint8), size=footprint) > 0)
         found |= layer_air
         history.insert(0, layer_air)
     air[rows] = found
@@ -348,14 +351,14 @@ def _layer_medians(hu, depth, layers, window, below, above) -> list[np.ndarray]:
     base = float(window * window + 1)
     out = [np.zeros(hu.shape, dtype=bool) for _ in tests]
     size = (1, window, window)
+    beyond = [(hu > level) if is_above else (hu < level) for level, is_above in tests]  # once, not per layer
     for k in range(1, layers + 1):
         layer = depth == k
         if not layer.any():
             continue
         packed = layer.astype(np.float64)
-        for i, (level, is_above) in enumerate(tests, start=1):
-            beyond = hu > level if is_above else hu < level
-            packed += (base ** i) * (layer & beyond)
+        for i, outside in enumerate(beyond, start=1):
+            np.add(packed, base ** i, out=packed, where=layer & outside)
         counts = np.rint(ndi.uniform_filter(packed, size)[layer] * window * window)
         total = np.mod(counts, base)
         for i in range(1, len(tests) + 1):
