@@ -326,13 +326,10 @@ def _wall_air(dark, line, depth, layers, deep_air, reach_px) -> np.ndarray:
         if not layer_dark.any():
             history.insert(0, np.zeros(depth.shape, dtype=bool))
             continue
-        # worked in the dark voxels' box grown by the reach: the filter sees there all it would see
-        box = bounding_box(layer_dark, margin=(0, reach_px, reach_px))
-        support = line[box] & (depth[box] > k) & (depth[box] <= k + reach_px)
+        support = line & (depth > k) & (depth <= k + reach_px)
         for counted in history[:reach_px]:
-            support |= counted[box]
-        layer_air = np.zeros(depth.shape, dtype=bool)
-        layer_air[box] = layer_dark[box] & (ndi.maximum_filter(support.view(np.uint8), size=footprint) > 0)
+            support |= counted
+        layer_air = layer_dark & (ndi.maximum_filter(support.view(np.uint8), size=footprint) > 0)
         found |= layer_air
         history.insert(0, layer_air)
     air[rows] = found
