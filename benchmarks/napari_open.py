@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
     widget = ReviewWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Pneumothorax review", area="right")
     QApplication.processEvents()
-    size = _fix_window(viewer, args.window)
+    _fix_window(viewer, args.window)  # before opening, so the first paint fills the timed window
     viewer_ready = time.perf_counter()
     with tempfile.TemporaryDirectory() as store:
         cpu_before_open = time.process_time()
@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
         open_cpu = time.process_time() - cpu_before_open
         assert widget.mask_layer.editable and widget.mask_layer.mode == "paint"
         n = session.n_slices
-        size = _fix_window(viewer, args.window)
+        size = _fix_window(viewer, args.window)  # again: the docks may have grown it while opening
         qt_viewer = getattr(viewer.window, "_qt_viewer", None)  # only to print the canvas size
         canvas = qt_viewer.canvas.native if qt_viewer is not None else None
         print(f"study: {study.name}, {n} slices {session.volume.shape[1]}x{session.volume.shape[2]}; window "

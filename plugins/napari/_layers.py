@@ -112,7 +112,8 @@ def add_review_layers(viewer, volume: Volume, mask: np.ndarray, proposal: np.nda
         axis_labels=AXIS_LABELS,
     )
     overlay = viewer.add_labels(  # above the fill, so the outline shows where the two coincide
-        np.zeros(proposal.shape, dtype=np.uint8), name=PROPOSAL_LAYER, scale=kwargs["scale"], opacity=1.0, units="mm", axis_labels=AXIS_LABELS,
+        np.zeros(proposal.shape, dtype=np.uint8), name=PROPOSAL_LAYER, scale=kwargs["scale"], opacity=1.0,
+        units="mm", axis_labels=AXIS_LABELS,
     )
     overlay.colormap = _one_label_colormap(PROPOSAL_RGBA)
     overlay.editable = False

@@ -211,8 +211,8 @@ class ClassicalProposer:
         # (the layer is judged as a whole; its pleural-line and wall voxels themselves are not air)
         core = candidates & ((smooth < core_hu) | (rim_like & (hu < grow_hu)))
         rel = np.zeros_like(core)
-        if relative:
-            rel = candidates & _wall_air(judged[2], judged[-1], depth, layers, rel, reach_px) & ~core
+        if relative:  # a blurred rim is bounded inwards by its brighter line (or counted rim), not by deep air
+            rel = candidates & _wall_air(judged[2], judged[-1], depth, layers, np.zeros_like(core), reach_px) & ~core
             core = core | rel
         # noise leaves pinholes in a core, which would count as outline away from the wall: fill them
         filled = postprocess_mask(core, volume.spacing, min_component_mm3=0, max_hole_mm2=self.max_hole_mm2) > 0
@@ -337,7 +337,8 @@ def _wall_air(dark, line, depth, layers, deep_air, reach_px) -> np.ndarray:
 
 
 def _layer_medians(hu, depth, layers, window, below, above) -> list[np.ndarray]:
-    """Per level: the voxels up to ``layers`` pixels deep whose own depth layer mostly lies below it (``below``), then above it.
+    """Per level: the voxels up to ``layers`` pixels deep whose own depth layer mostly lies below it
+    (the levels of ``below``), then above it (those of ``above``).
 
     A voxel's layer is the voxels at its depth within ``window`` pixels: a median along the wall,
     never across it, keeps a rim one pixel thin at the air level while its noise averages out (a
