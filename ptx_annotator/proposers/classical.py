@@ -72,6 +72,8 @@ REL_LINE = 150.0
 UNDERSHOOT_SHARE = 1 / 3
 #: Noise SD (share of the air-lung contrast) above which partial volume is judged on smoothed HU.
 PV_NOISE_SHARE = 0.125
+#: A component on the wall over the large-contact length needs only this share of the lung share beside it.
+COLLAPSED_LUNG_SHARE = 0.25
 _Z_ONLY = np.zeros((3, 3, 3), dtype=bool)
 _Z_ONLY[:, 1, 1] = True
 
@@ -376,7 +378,8 @@ def _pleural_shaped(labels, keep, wall, hu, min_wall_share, min_lung_share, ring
     where an outline voxel counts as touching the chest wall (the hemithorax's outer pixels). A
     large pneumothorax may have a long ragged outline against the collapsed lung: resting on the
     wall over ``min_contact_px`` outline pixels (many times the contact of the largest bleb) is
-    enough on its own.
+    enough on its own, and it needs less lung beside it (``COLLAPSED_LUNG_SHARE`` of
+    ``min_lung_share``): the lung it collapses is dense, and most of its ring is chest wall.
     """
     if not keep:
         return []
@@ -394,7 +397,8 @@ def _pleural_shaped(labels, keep, wall, hu, min_wall_share, min_lung_share, ring
     lung = (hu > LUNG_HU[0]) & (hu < LUNG_HU[1])
     lung_share = ndi.mean(lung, ring, index) if index.size else []
     return [int(i) for i, c, w, g in zip(index, contact, wall_share, lung_share)
-            if (w >= min_wall_share or c >= min_contact_px) and g >= min_lung_share]
+            if (w >= min_wall_share and g >= min_lung_share)
+            or (c >= min_contact_px and g >= COLLAPSED_LUNG_SHARE * min_lung_share)]
 
 
 def _clean(mask: np.ndarray, spacing, min_component_ml: float, max_hole_mm2: float) -> np.ndarray:

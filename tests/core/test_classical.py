@@ -136,3 +136,21 @@ def test_ignores_oesophageal_and_bowel_gas():
     assert case.confounder_mask.sum() * volume.voxel_volume_ml > 5  # there is gas to be fooled by
     found = ClassicalProposer().segment(case.volume)
     assert found.sum() * volume.voxel_volume_ml <= 1.0
+
+
+
+def test_a_large_pneumothorax_along_the_wall_needs_less_lung_beside_it():
+    """The lung a large pneumothorax collapses is dense: its ring is mostly chest wall, little aerated lung."""
+    from ptx_annotator.proposers.classical import _pleural_shaped
+
+    labels = np.zeros((3, 60, 60), dtype=np.int32)
+    labels[:, 5:55, 1:4] = 1  # a sheet of air along the wall (x = 0 and 1)
+    wall = np.zeros(labels.shape, dtype=bool)
+    wall[:, :, :2] = True
+    hu = np.zeros(labels.shape, dtype=np.float32)  # wall and collapsed lung: soft tissue
+    hu[:, 5:10, 4:6] = -850.0  # a little aerated lung beside it: about 6 % of its ring
+    shaped = dict(labels=labels, keep=[1], wall=wall, hu=hu, min_wall_share=0.25, min_lung_share=0.1, ring_px=2)
+    assert _pleural_shaped(**shaped, min_contact_px=40) == [1]  # on the wall over the large-contact length
+    assert _pleural_shaped(**shaped, min_contact_px=10 ** 6) == []  # a short contact needs the full lung share
+    hu[:, 5:10, 4:6] = 0.0
+    assert _pleural_shaped(**shaped, min_contact_px=40) == []  # no aerated lung at all beside it: not pleural air
