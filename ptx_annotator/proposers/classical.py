@@ -72,6 +72,8 @@ REL_LINE = 150.0
 UNDERSHOOT_SHARE = 1 / 3
 #: Noise SD (share of the air-lung contrast) above which partial volume is judged on smoothed HU.
 PV_NOISE_SHARE = 0.125
+#: How far inside the wall's outer layer (pixels) a blurred rim's outline still counts as touching the wall.
+BLURRED_WALL_PX = 2
 #: A component on the wall over the large-contact length needs only this share of the lung share beside it.
 COLLAPSED_LUNG_SHARE = 0.25
 _Z_ONLY = np.zeros((3, 3, 3), dtype=bool)
@@ -226,7 +228,14 @@ class ClassicalProposer:
         keep = [int(i) for i in at_wall if i > 0 and sizes[i] * voxel_ml >= self.min_core_ml]
         # a thick slice averages the wall over its thickness: its edge blurs in-plane by a share of it
         contact_px = max(1, round(WALL_BLUR_PER_SLICE_MM * volume.spacing[0] / pixel_mm))
-        keep = _pleural_shaped(labels, keep, depth <= contact_px, hu, self.min_wall_share, self.min_lung_share,
+        wall = depth <= contact_px
+        if relative and keep:
+            # a smooth kernel mixes the wall's edge with the rim: a blurred rim (mostly relative-dark
+            # voxels) lies a pixel or two inside the wall's outer layer
+            blurred = [i for i, share in zip(keep, ndi.mean(rel, labels, keep)) if share >= 0.5]
+            if blurred:
+                wall = wall | ((depth <= contact_px + BLURRED_WALL_PX) & np.isin(labels, blurred))
+        keep = _pleural_shaped(labels, keep, wall, hu, self.min_wall_share, self.min_lung_share,
                                max(1, round(self.lung_ring_mm / pixel_mm)),
                                self.min_contact_cm2 * 100.0 / (pixel_mm * volume.spacing[0]))
         keep = _off_midline(labels, keep, volume.affine, box, midline, self.mediastinum_mm)

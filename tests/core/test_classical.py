@@ -105,6 +105,19 @@ def test_finds_a_rim_blurred_by_a_smooth_kernel_under_noise(tcia_volume, anatomy
     assert dice(found, truth) >= 0.6
 
 
+@pytest.mark.parametrize("side, extent, seeds", [("left", "surface", (67, 68)), ("right", "apex", (65, 66))])
+def test_a_blurred_rim_lying_inside_the_walls_outer_layer_is_found(tcia_volume, anatomy, side, extent, seeds):
+    """A smooth kernel mixes the wall's edge with the rim: the rim's dark layer lies a pixel or two
+    inside the hemithorax's outer layer, yet it is still pleural air along the wall (20-30 HU noise)."""
+    spec = {"pneumothorax": [{"side": side, "rim_mm": 2.0, "rim_extent": extent, "seed": seeds[0]}],
+            "acquisition": {"noise_hu": 20.0 if extent == "surface" else 30.0, "kernel": "smooth", "seed": seeds[1]}}
+    case = simulate_case(tcia_volume, spec, anatomy=anatomy)
+    found = ClassicalProposer().segment(case.volume).astype(bool)
+    truth = case.mask.astype(bool)
+    assert (found & truth).sum() >= 0.3 * truth.sum()  # detected
+    assert (found & ~truth).sum() * case.volume.voxel_volume_ml < 10
+
+
 def test_a_sharp_kernels_dark_halo_along_the_wall_is_not_a_rim(tcia_volume, anatomy):
     """Edge enhancement darkens the lung's outer pixel to air level all round; no pleural line lies inside it."""
     case = simulate_case(tcia_volume, {"acquisition": {"kernel": "sharp", "seed": 3}}, anatomy=anatomy)
