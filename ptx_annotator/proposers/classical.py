@@ -19,7 +19,9 @@ chest wall. The steps, all in one 3D pre-pass:
    outer band of the hemithorax) and are shaped like pleural air are kept: a good share of their
    outline on the wall (a tolerance growing with slice thickness), aerated lung beside them, and
    lying to the side of the mid-sagittal plane. Bullae, blebs, bronchi, noise inside the lung
-   and oesophageal or mediastinal gas are not.
+   and oesophageal or mediastinal gas are not. A blurred rim (step 6) touches the wall a pixel
+   or two inside its outer layer; air resting on the wall over a long contact needs less lung
+   beside it (the lung a large pneumothorax collapses is dense).
 4. Growth: from the cores, in-plane (4-connected) into voxels below ``air_mean + 3 SD``, inside
    the same hemithorax, close to a core or along the chest wall, vessel-free away from the wall;
    slices without a core are seeded from a neighbouring slice's pleural air. The visceral
@@ -115,7 +117,7 @@ class ClassicalProposer:
         Partial-volume growth (off when ``pv_zone_mm`` is 0) and how far (3D) it reaches from the air found.
     """
 
-    source_id = "classical-v4"  # v4: partial-volume growth and blurred rims (a kept v3 proposal is not this one)
+    source_id = "classical-v5"  # v5: blurred rims' wall contact, dense collapse (a kept v4 proposal is not this one)
 
     def __init__(self, air_threshold_hu: float = -950.0, core_margin_hu: float = 35.0, min_core_ml: float = 2.0,
                  wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,

@@ -22,7 +22,7 @@ def anatomy(tcia_volume):
 
 def test_untouched_ct_has_at_most_5_ml_of_false_pleural_air(tcia_volume):
     proposal = propose_volume(ClassicalProposer(), tcia_volume)
-    assert proposal.completed and proposal.source == "classical-v4"
+    assert proposal.completed and proposal.source == "classical-v5"
     assert proposal.mask.sum() * tcia_volume.voxel_volume_ml <= 5.0
 
 
