@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from ptx_annotator.geometry import voxel_volume_ml
+from ptx_annotator.geometry import head_step, voxel_volume_ml
 from ptx_annotator.volume import Volume
 
 #: Voxels below this HU count as air-filled (lung parenchyma, airways, pleural or outside air).
@@ -162,7 +162,7 @@ def _body(small: np.ndarray) -> np.ndarray:
 
 def _airways(small, body, affine, pixel_mm, z_mm) -> np.ndarray:
     """Trachea and main bronchi: tracked slice by slice downwards from the trachea at the top."""
-    up = 1 if affine[2, 0] > 0 else -1  # array direction of increasing z towards the head
+    up = head_step(affine)
     order = range(small.shape[0] - 1, -1, -1) if up > 0 else range(small.shape[0])
     lumen = (small < AIRWAY_LUMEN_HU) & body
     pixel_cm2 = pixel_mm[0] * pixel_mm[1] / 100.0

@@ -81,6 +81,14 @@ def affine_from_spacing(spacing) -> np.ndarray:
     return np.array([[0, 0, sx, 0], [0, sy, 0, 0], [sz, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
 
 
+def head_step(affine) -> int:
+    """The step along array z (+1 or -1) that moves towards the patient's head (LPS superior grows).
+
+    +1 when z has no superior component (not an axial series): the one convention for every caller.
+    """
+    return -1 if float(np.asarray(affine, dtype=float)[2, 0]) < 0 else 1
+
+
 # -- patient side ---------------------------------------------------------------------------------
 def patient_left_mm(affine, indices) -> np.ndarray:
     """Patient-left coordinate (LPS x, mm) of (n, 3) voxel indices (z, y, x)."""

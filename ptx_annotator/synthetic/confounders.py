@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ptx_annotator.anatomy import ThoraxAnatomy, segment_thorax
+from ptx_annotator.geometry import head_step
 from ptx_annotator.synthetic.shape import patient_coordinates, smooth_noise
 from ptx_annotator.volume import Volume
 
@@ -240,11 +241,11 @@ def _bowel(volume, hu, anatomy, side, rng, spacing, avoid):
     air = np.zeros(volume.shape, bool)
     if not lung_z.size:
         return air, air.copy(), {}
-    inferior = np.sign(float(volume.affine[2, 0])) or 1.0  # array direction of the head
-    base = lung_z[0] if inferior > 0 else lung_z[-1]
+    up = head_step(volume.affine)
+    base = lung_z[0] if up > 0 else lung_z[-1]
     near_base = np.zeros(volume.shape, bool)
     reach = int(round(40.0 / spacing[0]))
-    lo, hi = sorted((base - inferior * reach, base + inferior * int(round(25.0 / spacing[0]))))
+    lo, hi = sorted((base - up * reach, base + up * int(round(25.0 / spacing[0]))))
     near_base[max(int(lo), 0): int(hi) + 1] = True
     below = anatomy.body & ~ndi.binary_dilation(anatomy.hemithoraces, iterations=3) & (hu > SOFT_TISSUE_HU)
     below &= near_base & _side_mask(volume, anatomy, side) & ~_outside_ribs(anatomy, spacing, 25.0)
@@ -277,7 +278,7 @@ def _chest_tube(volume, hu, anatomy, side, rng, spacing, avoid):
     inward = -np.sign(x_out - xs.mean())
     depth_px = int(round(40.0 / spacing[2]))
     path = [(z, y_mid, x_out + inward * k) for k in range(-int(30 / spacing[2]), depth_px)]
-    up = 1 if volume.affine[2, 0] > 0 else -1
+    up = head_step(volume.affine)
     climb = int(round(rng.uniform(40.0, 90.0) / spacing[0]))
     end = path[-1]
     path += [(end[0] + up * k, end[1], end[2]) for k in range(1, climb) if 0 <= end[0] + up * k < volume.shape[0]]

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ptx_annotator.anatomy import ThoraxAnatomy, segment_thorax
-from ptx_annotator.geometry import bounding_box
+from ptx_annotator.geometry import bounding_box, head_step
 from ptx_annotator.synthetic.slab import COVERED_SHARE, cavity_on_subslices, slab_mean, subslices, to_subslices
 from ptx_annotator.synthetic.shape import (LOCATIONS, RIM_EXTENTS, adhesion_patches, nondependent_direction,  # noqa: F401
                                            normalised_along, patient_coordinates, rim_region, thickness_weight)
@@ -327,7 +327,7 @@ def _collapse_lung(volume, anatomy, side, box, hemi, ptx, depth, thickness, shar
     ratio = ndi.gaussian_filter(ratio.astype(np.float32), smooth_sigma) / np.maximum(weight, 1e-3)
     ratio = np.where(new_lung, np.maximum(ratio, 1.0), 1.0).astype(np.float32)
     # below the hilum the lung rests on the diaphragm: it shrinks in-plane there, not upwards
-    superior = (grid[0] - centre[0]) * np.sign(float(volume.affine[2, 0]) or 1.0)
+    superior = (grid[0] - centre[0]) * np.float64(head_step(volume.affine))  # sampled in double precision
     z_share = 1.0 / (1.0 + np.exp(-superior / 2.0))
     sample_at = np.stack([centre[0] + (grid[0] - centre[0]) * (1.0 + (ratio - 1.0) * z_share)]
                          + [centre[a] + (grid[a] - centre[a]) * ratio for a in (1, 2)])

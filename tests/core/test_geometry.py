@@ -147,3 +147,12 @@ def test_quantify_sides_agree_with_the_per_slice_count_on_a_real_ct(tcia_volume)
     assert result.volume_right_ml == pytest.approx(counts[0] * ml)
     assert result.volume_left_ml == pytest.approx(counts[1] * ml)
     assert counts[0] > 0 and counts[1] > 0
+
+
+def test_head_step_follows_the_superior_component_of_z():
+    head_first = geometry.affine_from_spacing((2.5, 0.7, 0.7))  # z runs to superior
+    feet_first = head_first.copy()
+    feet_first[2, 0] = -2.5
+    coronal = np.array([[0, 0, 0.7, 0], [2.5, 0, 0, 0], [0, 0.7, 0, 0], [0, 0, 0, 1]], dtype=float)
+    assert geometry.head_step(head_first) == 1 and geometry.head_step(feet_first) == -1
+    assert geometry.head_step(coronal) == 1  # no superior component: the one convention
