@@ -18,8 +18,7 @@ chest wall. The steps, all in one 3D pre-pass:
 3. Only 3D core components of at least ``min_core_ml`` that touch the parietal pleura (the
    outer band of the hemithorax) and are shaped like pleural air are kept: a good share of their
    outline on the wall (a tolerance growing with slice thickness), aerated lung beside them, and
-   lying to the side of the mid-sagittal plane (the wall includes the cavity's floor: voxels with
-   the diaphragm's soft tissue just below them). Bullae, blebs, bronchi, noise inside the lung
+   lying to the side of the mid-sagittal plane. Bullae, blebs, bronchi, noise inside the lung
    and oesophageal or mediastinal gas are not. A blurred rim (step 6) touches the wall a pixel
    or two inside its outer layer; air resting on the wall over a long contact needs less lung
    beside it (the lung a large pneumothorax collapses is dense).
@@ -47,7 +46,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ptx_annotator.anatomy import left_coordinate, segment_thorax
-from ptx_annotator.geometry import bounding_box, head_step, midline_left_mm
+from ptx_annotator.geometry import bounding_box, midline_left_mm
 from ptx_annotator.proposers.postprocess import postprocess_mask
 from ptx_annotator.proposers.contract import SliceResult, slice_order
 from ptx_annotator.synthetic.pneumothorax import estimate_air_noise
@@ -77,8 +76,6 @@ UNDERSHOOT_SHARE = 1 / 3
 PV_NOISE_SHARE = 0.125
 #: How far inside the wall's outer layer (pixels) a blurred rim's outline still counts as touching the wall.
 BLURRED_WALL_PX = 2
-#: The diaphragm's soft tissue under the hemithorax reads above this HU.
-FLOOR_TISSUE_HU = -300.0
 #: A component on the wall over the large-contact length needs only this share of the lung share beside it.
 COLLAPSED_LUNG_SHARE = 0.25
 _Z_ONLY = np.zeros((3, 3, 3), dtype=bool)
@@ -233,8 +230,7 @@ class ClassicalProposer:
         keep = [int(i) for i in at_wall if i > 0 and sizes[i] * voxel_ml >= self.min_core_ml]
         # a thick slice averages the wall over its thickness: its edge blurs in-plane by a share of it
         contact_px = max(1, round(WALL_BLUR_PER_SLICE_MM * volume.spacing[0] / pixel_mm))
-        # air over the diaphragm's dome lies away from the wall in-plane, on the cavity's floor in 3D
-        wall = (depth <= contact_px) | _on_the_floor(hemi, hu, volume.affine)
+        wall = depth <= contact_px
         if relative and keep:
             # a smooth kernel mixes the wall's edge with the rim: a blurred rim (mostly relative-dark
             # voxels) lies a pixel or two inside the wall's outer layer
@@ -277,19 +273,6 @@ class ClassicalProposer:
             grown = _partial_volume(grown, smooth if noisy else hu, hu, candidates, depth, air_mean, lung_level,
                                     max(1, round(self.pv_near_mm / pixel_mm)), layers)
         return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
-
-
-def _on_the_floor(hemi, hu, affine) -> np.ndarray:
-    """Voxels of the hemithorax resting on the diaphragm: the voxel below (caudal) lies outside it, in soft tissue.
-
-    Air over the dome is pleural air along its floor, though in-plane it lies away from the wall."""
-    below = np.zeros(hemi.shape, dtype=bool)
-    tissue = ~hemi & (hu > FLOOR_TISSUE_HU)
-    if head_step(affine) > 0:  # the feet lie at lower z
-        below[1:] = tissue[:-1]
-    else:
-        below[:-1] = tissue[1:]
-    return hemi & below
 
 
 def _lung_level(hu, candidates, depth, layers) -> float:

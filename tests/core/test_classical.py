@@ -167,32 +167,3 @@ def test_a_large_pneumothorax_along_the_wall_needs_less_lung_beside_it():
     assert _pleural_shaped(**shaped, min_contact_px=10 ** 6) == []  # a short contact needs the full lung share
     hu[:, 5:10, 4:6] = 0.0
     assert _pleural_shaped(**shaped, min_contact_px=40) == []  # no aerated lung at all beside it: not pleural air
-
-
-def test_the_cavitys_floor_is_wall_whichever_way_z_runs():
-    """Air resting on the diaphragm lies away from the wall in-plane: the voxel below it is the dome's tissue."""
-    from ptx_annotator.geometry import affine_from_spacing
-    from ptx_annotator.proposers.classical import _on_the_floor
-
-    hemi = np.zeros((4, 5, 5), dtype=bool)
-    hemi[1:] = True  # the cavity above the dome (z runs to the head)
-    hu = np.full(hemi.shape, -850.0)
-    hu[0] = 40.0  # the dome's soft tissue
-    head_first = affine_from_spacing((5.0, 0.8, 0.8))
-    floor = _on_the_floor(hemi, hu, head_first)
-    assert floor[1].all() and not floor[2:].any() and not floor[0].any()
-    feet_first = head_first.copy()
-    feet_first[2, 0] = -5.0
-    assert np.array_equal(_on_the_floor(hemi[::-1], hu[::-1], feet_first), floor[::-1])
-    hu[0] = -1000.0  # air below (outside the body), not the diaphragm: no floor
-    assert not _on_the_floor(hemi, hu, head_first).any()
-
-
-def test_finds_loculated_pockets_resting_on_the_diaphragm(tcia_volume, anatomy):
-    """Adhesions split the air into pockets; those over the dome touch the wall only in 3D (its floor)."""
-    spec = {"pneumothorax": [{"side": "right", "fraction": 0.12, "location": "diffuse", "anterior_bias": 0.3,
-                              "adhesions": 0.6, "seed": 20}]}
-    case = simulate_case(tcia_volume, spec, anatomy=anatomy)
-    found = ClassicalProposer().segment(case.volume).astype(bool)
-    truth = case.mask.astype(bool)
-    assert dice(found, truth) >= 0.88  # 0.856 when the pockets over the dome were taken for lung-bound air
