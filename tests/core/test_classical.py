@@ -151,7 +151,6 @@ def test_ignores_oesophageal_and_bowel_gas():
     assert found.sum() * volume.voxel_volume_ml <= 1.0
 
 
-
 def test_a_large_pneumothorax_along_the_wall_needs_less_lung_beside_it():
     """The lung a large pneumothorax collapses is dense: its ring is mostly chest wall, little aerated lung."""
     from ptx_annotator.proposers.classical import _pleural_shaped
