@@ -24,7 +24,6 @@ Reorientation
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 SIDES = ("right", "left")
 #: Every n-th voxel of a region enters its centroid (the centroid of a lung needs no more).
@@ -38,12 +37,21 @@ def bounding_box(mask, margin=0) -> tuple[slice, ...] | None:
     ``margin`` is one number of voxels, or one per axis. Returns None when the mask is empty.
     """
     mask = np.asarray(mask)
-    found = ndi.find_objects((mask != 0).view(np.uint8))
-    if not found:
+    if mask.ndim == 0:
+        raise ValueError("bounding_box needs an array of at least one dimension")
+    mask = mask if mask.dtype == bool else mask != 0
+    # projections, not a labelling: the first axis's extent, then the others' within it
+    rows = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    if rows.size == 0:
         return None
+    plane = mask[rows[0]: rows[-1] + 1].any(axis=0)
+    extents = [(int(rows[0]), int(rows[-1]) + 1)]
+    for axis in range(plane.ndim):
+        held = np.flatnonzero(plane.any(axis=tuple(a for a in range(plane.ndim) if a != axis)))
+        extents.append((int(held[0]), int(held[-1]) + 1))
     pads = np.broadcast_to(np.asarray(margin, dtype=int), (mask.ndim,))
-    return tuple(slice(max(0, s.start - int(pad)), min(n, s.stop + int(pad)))
-                 for s, pad, n in zip(found[0], pads, mask.shape))
+    return tuple(slice(max(0, start - int(pad)), min(n, stop + int(pad)))
+                 for (start, stop), pad, n in zip(extents, pads, mask.shape))
 
 
 def union_box(*boxes) -> tuple[slice, ...] | None:

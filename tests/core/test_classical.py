@@ -22,7 +22,7 @@ def anatomy(tcia_volume):
 
 def test_untouched_ct_has_at_most_5_ml_of_false_pleural_air(tcia_volume):
     proposal = propose_volume(ClassicalProposer(), tcia_volume)
-    assert proposal.completed and proposal.source == "classical-v5"
+    assert proposal.completed and proposal.source == "classical-v6"
     assert proposal.mask.sum() * tcia_volume.voxel_volume_ml <= 5.0
 
 
@@ -105,17 +105,80 @@ def test_finds_a_rim_blurred_by_a_smooth_kernel_under_noise(tcia_volume, anatomy
     assert dice(found, truth) >= 0.6
 
 
-@pytest.mark.parametrize("side, extent, seeds", [("left", "surface", (67, 68)), ("right", "apex", (65, 66))])
-def test_a_blurred_rim_lying_inside_the_walls_outer_layer_is_found(tcia_volume, anatomy, side, extent, seeds):
+@pytest.mark.parametrize("side, extent, seeds, covered", [("left", "surface", (67, 68), 0.55),
+                                                          ("right", "apex", (65, 66), 0.38)])
+def test_a_blurred_rim_lying_inside_the_walls_outer_layer_is_found(tcia_volume, anatomy, side, extent, seeds,
+                                                                   covered):
     """A smooth kernel mixes the wall's edge with the rim: the rim's dark layer lies a pixel or two
-    inside the hemithorax's outer layer, yet it is still pleural air along the wall (20-30 HU noise)."""
+    inside the hemithorax's outer layer, yet it is still pleural air along the wall (20-30 HU noise).
+
+    Where the wall runs oblique to the slices the rim is wide in-plane and its pleural line lies
+    past the rim zone; it still bounds the rim (classical-v5 covered 0.52 and 0.32 of these)."""
     spec = {"pneumothorax": [{"side": side, "rim_mm": 2.0, "rim_extent": extent, "seed": seeds[0]}],
             "acquisition": {"noise_hu": 20.0 if extent == "surface" else 30.0, "kernel": "smooth", "seed": seeds[1]}}
     case = simulate_case(tcia_volume, spec, anatomy=anatomy)
     found = ClassicalProposer().segment(case.volume).astype(bool)
     truth = case.mask.astype(bool)
-    assert (found & truth).sum() >= 0.3 * truth.sum()  # detected
+    assert (found & truth).sum() >= covered * truth.sum()
     assert (found & ~truth).sum() * case.volume.voxel_volume_ml < 10
+
+
+def test_a_dark_layer_is_bounded_by_a_pleural_line_lying_past_the_rim_zone():
+    """A rim six layers wide (the rim zone) with its pleural line in the seventh: the line is judged
+    past the zone, so the whole dark band counts as wall air; without that, none of it would."""
+    from scipy import ndimage as ndi
+
+    from ptx_annotator.proposers.classical import _IN_PLANE_4, _layer_medians, _wall_air
+
+    hemi = np.ones((1, 40, 30), dtype=bool)
+    hemi[:, :, :2] = False  # the chest wall: columns 0 and 1
+    depth = ndi.distance_transform_cdt(hemi, metric=_IN_PLANE_4)
+    hu = np.full(hemi.shape, -850.0, dtype=np.float32)  # aerated lung
+    hu[:, :, 2:8] = -900.0  # the dark band: depths 1 to 6
+    hu[:, :, 8] = -500.0  # the visceral pleural line: depth 7
+    band = hemi & (depth <= 6)
+    for deeper, expected in ((3, band), (0, np.zeros_like(band))):
+        dark, line = _layer_medians(hu, depth, 6, 5, (-870.0,), (-700.0,), deeper=deeper)
+        found = _wall_air(dark, line, depth, 6, np.zeros_like(hemi), 3)
+        assert np.array_equal(found, expected), deeper
+
+
+def test_layer_medians_and_square_dilation_match_brute_force():
+    """The packed, grouped layer counts and the shifted-OR dilation give what the plain definitions give."""
+    from scipy import ndimage as ndi
+
+    from ptx_annotator.proposers.classical import _IN_PLANE_4, _layer_medians, _square_or
+
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:48, :40]
+    hemi = np.stack([(yy - 24) ** 2 / (18 + z) ** 2 + (xx - 20) ** 2 / 15 ** 2 < 1 for z in range(3)])
+    depth = ndi.distance_transform_cdt(hemi, metric=_IN_PLANE_4)
+    hu = rng.normal(-850, 80, hemi.shape).astype(np.float32)
+    layers, window, deeper, below, above = 4, 5, 3, (-900.0, -860.0), (-800.0,)
+    judged = _layer_medians(hu, depth, layers, window, below, above, deeper=deeper)
+    half = window // 2
+    for (level, is_above), got in zip([(b, False) for b in below] + [(a, True) for a in above], judged):
+        expected = np.zeros(hemi.shape, dtype=bool)
+        for z, y, x in zip(*np.nonzero((depth >= 1) & (depth <= layers + (deeper if is_above else 0)))):
+            same = depth[z, max(y - half, 0): y + half + 1, max(x - half, 0): x + half + 1] == depth[z, y, x]
+            values = hu[z, max(y - half, 0): y + half + 1, max(x - half, 0): x + half + 1][same]
+            expected[z, y, x] = np.mean(values > level if is_above else values < level) > 0.5
+        assert np.array_equal(got, expected), level
+    for radius in (1, 2, 3, 4):
+        mask = rng.random((2, 30, 25)) < 0.03
+        size = (1, 2 * radius + 1, 2 * radius + 1)
+        assert np.array_equal(_square_or(mask, radius), ndi.maximum_filter(mask.view(np.uint8), size=size) > 0)
+
+
+def test_a_loculated_pneumothorax_resting_on_the_dome_is_kept(tcia_volume, anatomy):
+    """Adhesions hold part of the lung to the wall: pockets of air lie over the diaphragm's dome, away
+    from the wall in-plane but on the cavity's floor (classical-v5: Dice 0.856; the bulla resting on
+    the dome in the test above stays out)."""
+    spec = {"pneumothorax": [{"side": "right", "fraction": 0.12, "location": "diffuse", "anterior_bias": 0.3,
+                              "adhesions": 0.6, "seed": 20}]}
+    case = simulate_case(tcia_volume, spec, anatomy=anatomy)
+    found = ClassicalProposer().segment(case.volume).astype(bool)
+    assert dice(found, case.mask.astype(bool)) >= 0.89
 
 
 def test_a_sharp_kernels_dark_halo_along_the_wall_is_not_a_rim(tcia_volume, anatomy):
