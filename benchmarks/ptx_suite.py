@@ -93,6 +93,11 @@ SPECS = {
                              "oesophageal+bowel gas"),
     "neg_chest_tube": ({"confounders": [{"kind": "chest_tube", "side": "right", "seed": 50}]}, "-", "-",
                        "chest_tube"),
+    "neg_sharp_8mm": ({"acquisition": {"slice_mm": 8.0, "noise_hu": 40.0, "kernel": "sharp", "seed": 91}}, "-", "-",
+                      "real anatomy only (8 mm, sharp, low dose)"),
+    "neg_emphysema_8mm_sharp": ({"confounders": [{"kind": "emphysema", "side": "right", "seed": 98}],
+                                 "acquisition": {"slice_mm": 8.0, "noise_hu": 40.0, "kernel": "sharp", "seed": 99}},
+                                "-", "-", "emphysema (8 mm, sharp, low dose)"),
     "untouched": ({}, "-", "-", "real anatomy only"),
 }
 QUICK = ("rim2_anterior", "rim1.5_apex", "small3_anterior", "medium15_basal_left", "hydro25", "ptx10_bulla",

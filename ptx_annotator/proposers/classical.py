@@ -21,7 +21,8 @@ chest wall. The steps, all in one 3D pre-pass:
    outline on the wall (a tolerance growing with slice thickness), aerated lung beside them, and
    lying to the side of the mid-sagittal plane (a sheet of air lying mostly on the cavity's
    floor, the diaphragm's soft tissue just below it, rests on the wall there). Bullae, blebs,
-   bronchi, noise inside the lung and oesophageal or mediastinal gas are not. A blurred rim (step 6) touches the wall a pixel
+   bronchi, noise inside the lung and oesophageal or mediastinal gas are not; nor, where the
+   kernel undershoots at the wall, air lying almost all within its halo. A blurred rim (step 6) touches the wall a pixel
    or two inside its outer layer; air resting on the wall over a long contact needs less lung
    beside it (the lung a large pneumothorax collapses is dense).
 4. Growth: from the cores, in-plane (4-connected) into voxels below ``air_mean + 3 SD``, inside
@@ -74,6 +75,10 @@ REL_DARK = 20.0
 REL_LINE = 150.0
 #: A kernel undershoots at the wall when more than this share of the side's edge layer reads that dark.
 UNDERSHOOT_SHARE = 1 / 3
+#: How deep (pixels) an undershooting kernel's dark halo reaches inside the wall's edge, and the
+#: share of a core's voxels that must lie deeper for it to be more than the halo.
+HALO_PX = 2
+HALO_DEEP_SHARE = 0.2
 #: Noise SD (share of the air-lung contrast) above which partial volume is judged on smoothed HU.
 PV_NOISE_SHARE = 0.125
 #: How far inside the wall's outer layer (pixels) a blurred rim's outline still counts as touching the wall.
@@ -123,7 +128,7 @@ class ClassicalProposer:
         Partial-volume growth (off when ``pv_zone_mm`` is 0) and how far (3D) it reaches from the air found.
     """
 
-    source_id = "classical-v6"  # v6: pleural line judged past the rim zone (a kept v5 proposal is not this one)
+    source_id = "classical-v6"  # v6: pleural line past the rim zone, floor sheets, halo (a kept v5 proposal is not this one)
 
     def __init__(self, air_threshold_hu: float = -950.0, core_margin_hu: float = 35.0, min_core_ml: float = 2.0,
                  wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,
@@ -212,7 +217,7 @@ class ClassicalProposer:
         # (not where the kernel itself undershoots at the wall: much of its edge layer, over the whole
         # side, reads darker than the lung, and a dark layer with bright ringing inside it is no evidence)
         # (a rim's own air, air-level even smoothed, is left out of this wall statistic)
-        edge = hu[candidates & (depth == 2) & ~ndi.binary_dilation(smooth < core_hu, _IN_PLANE_4, iterations=reach_px)]
+        edge = hu[candidates & (depth == HALO_PX) & ~ndi.binary_dilation(smooth < core_hu, _IN_PLANE_4, iterations=reach_px)]
         undershoot = edge.size > 0 and float(np.mean(edge < lung_level - REL_DARK)) > UNDERSHOOT_SHARE
         relative = lung_level - REL_DARK > grow_hu and not undershoot
         below = (core_hu, grow_hu) + ((lung_level - REL_DARK,) if relative else ())
@@ -237,6 +242,10 @@ class ClassicalProposer:
         # a thick slice averages the wall over its thickness: its edge blurs in-plane by a share of it
         contact_px = max(1, round(WALL_BLUR_PER_SLICE_MM * volume.spacing[0] / pixel_mm))
         wall = depth <= contact_px
+        if undershoot and keep:
+            # an undershooting kernel's halo along the wall reads air-level in stretches under noise,
+            # with its ringing inside it like a pleural line: air almost all within the halo is that
+            keep = [i for i, share in zip(keep, ndi.mean(depth > HALO_PX, labels, keep)) if share >= HALO_DEEP_SHARE]
         if keep:
             # air over the diaphragm's dome lies away from the wall in-plane, on the cavity's floor in
             # 3D: a sheet lying mostly on the floor rests on the wall there (a bleb on the dome only
