@@ -89,8 +89,6 @@ FLOOR_TISSUE_HU = -300.0
 FLOOR_SHARE = 0.2
 #: A component on the wall over the large-contact length needs only this share of the lung share beside it.
 COLLAPSED_LUNG_SHARE = 0.25
-_Z_ONLY = np.zeros((3, 3, 3), dtype=bool)
-_Z_ONLY[:, 1, 1] = True
 
 
 class ClassicalProposer:
@@ -282,7 +280,7 @@ class ClassicalProposer:
         # slices a thin rim crosses without a core: seed them from the neighbouring slice's air
         z_seedable = allowed & (smooth < air_mean + 2 * self.core_margin_hu) & (vessel_free | rim_like)
         for _ in range(4):
-            seeds = ndi.binary_dilation(grown, _Z_ONLY) & z_seedable & ~grown
+            seeds = _grow_one(grown, (0,)) & z_seedable & ~grown
             if not seeds.any():
                 break
             grown = ndi.binary_propagation(grown | seeds, _IN_PLANE_4, mask=allowed | grown)
@@ -330,7 +328,7 @@ def _partial_volume(grown, level_hu, hu, candidates, depth, air_mean, lung_level
     # mix air with wall (soft tissue), and are at least half air below the midpoint of the two
     outer = candidates & (hu < air_mean + 0.5 * (WALL_HU - air_mean))
     for k in range(layers, 0, -1):
-        found |= ndi.binary_dilation(found & (depth == k + 1), _IN_PLANE_4) & (depth == k) & outer
+        found |= _grow_one(found & (depth == k + 1), (1, 2)) & (depth == k) & outer
     grown = grown.copy()
     grown[box] = found
     return grown
@@ -380,6 +378,18 @@ def _wall_air(dark, line, depth, layers, deep_air, reach_px) -> np.ndarray:
         history.insert(0, layer_air)
     air[rows] = found
     return air
+
+
+def _grow_one(mask: np.ndarray, axes) -> np.ndarray:
+    """``mask`` grown by one voxel along each of ``axes``, both ways (a binary dilation by that cross, done by shifts)."""
+    out = mask.copy()
+    for axis in axes:
+        lower = [slice(None)] * mask.ndim
+        upper = [slice(None)] * mask.ndim
+        lower[axis], upper[axis] = slice(0, -1), slice(1, None)
+        out[tuple(upper)] |= mask[tuple(lower)]
+        out[tuple(lower)] |= mask[tuple(upper)]
+    return out
 
 
 def _square_or(mask: np.ndarray, radius: int) -> np.ndarray:

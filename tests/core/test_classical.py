@@ -144,10 +144,10 @@ def test_a_dark_layer_is_bounded_by_a_pleural_line_lying_past_the_rim_zone():
 
 
 def test_layer_medians_and_square_dilation_match_brute_force():
-    """The packed, grouped layer counts and the shifted-OR dilation give what the plain definitions give."""
+    """The packed, grouped layer counts and the shifted-OR dilations give what the plain definitions give."""
     from scipy import ndimage as ndi
 
-    from ptx_annotator.proposers.classical import _IN_PLANE_4, _layer_medians, _square_or
+    from ptx_annotator.proposers.classical import _IN_PLANE_4, _grow_one, _layer_medians, _square_or
 
     rng = np.random.default_rng(7)
     yy, xx = np.mgrid[:48, :40]
@@ -168,6 +168,10 @@ def test_layer_medians_and_square_dilation_match_brute_force():
         mask = rng.random((2, 30, 25)) < 0.03
         size = (1, 2 * radius + 1, 2 * radius + 1)
         assert np.array_equal(_square_or(mask, radius), ndi.maximum_filter(mask.view(np.uint8), size=size) > 0)
+    z_only = np.zeros((3, 3, 3), dtype=bool)
+    z_only[:, 1, 1] = True
+    assert np.array_equal(_grow_one(mask, (1, 2)), ndi.binary_dilation(mask, _IN_PLANE_4))
+    assert np.array_equal(_grow_one(mask, (0,)), ndi.binary_dilation(mask, z_only))
 
 
 def test_a_loculated_pneumothorax_resting_on_the_dome_is_kept(tcia_volume, anatomy):
