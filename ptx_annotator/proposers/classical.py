@@ -22,9 +22,9 @@ chest wall. The steps, all in one 3D pre-pass:
    lying to the side of the mid-sagittal plane (a sheet of air lying mostly on the cavity's
    floor, the diaphragm's soft tissue just below it, rests on the wall there). Bullae, blebs,
    bronchi, noise inside the lung and oesophageal or mediastinal gas are not; nor, where the
-   kernel undershoots at the wall, air lying almost all within its halo. A blurred rim (step 6) touches the wall a pixel
-   or two inside its outer layer; air resting on the wall over a long contact needs less lung
-   beside it (the lung a large pneumothorax collapses is dense).
+   kernel undershoots at the wall, air lying almost all within its halo. A blurred rim (step 6)
+   touches the wall a pixel or two inside its outer layer; air resting on the wall over a long
+   contact needs less lung beside it (the lung a large pneumothorax collapses is dense).
 4. Growth: from the cores, in-plane (4-connected) into voxels below ``air_mean + 3 SD``, inside
    the same hemithorax, close to a core or along the chest wall, vessel-free away from the wall;
    slices without a core are seeded from a neighbouring slice's pleural air. The visceral
@@ -126,7 +126,8 @@ class ClassicalProposer:
         Partial-volume growth (off when ``pv_zone_mm`` is 0) and how far (3D) it reaches from the air found.
     """
 
-    source_id = "classical-v6"  # v6: pleural line past the rim zone, floor sheets, halo (a kept v5 proposal is not this one)
+    #: v6: the pleural line past the rim zone, sheets on the floor, the halo (a kept v5 proposal is not this one)
+    source_id = "classical-v6"
 
     def __init__(self, air_threshold_hu: float = -950.0, core_margin_hu: float = 35.0, min_core_ml: float = 2.0,
                  wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,
@@ -215,7 +216,8 @@ class ClassicalProposer:
         # (not where the kernel itself undershoots at the wall: much of its edge layer, over the whole
         # side, reads darker than the lung, and a dark layer with bright ringing inside it is no evidence)
         # (a rim's own air, air-level even smoothed, is left out of this wall statistic)
-        edge = hu[candidates & (depth == HALO_PX) & ~ndi.binary_dilation(smooth < core_hu, _IN_PLANE_4, iterations=reach_px)]
+        near_air = ndi.binary_dilation(smooth < core_hu, _IN_PLANE_4, iterations=reach_px)
+        edge = hu[candidates & (depth == HALO_PX) & ~near_air]
         undershoot = edge.size > 0 and float(np.mean(edge < lung_level - REL_DARK)) > UNDERSHOOT_SHARE
         relative = lung_level - REL_DARK > grow_hu and not undershoot
         below = (core_hu, grow_hu) + ((lung_level - REL_DARK,) if relative else ())
@@ -381,7 +383,7 @@ def _wall_air(dark, line, depth, layers, deep_air, reach_px) -> np.ndarray:
 
 
 def _grow_one(mask: np.ndarray, axes) -> np.ndarray:
-    """``mask`` grown by one voxel along each of ``axes``, both ways (a binary dilation by that cross, done by shifts)."""
+    """``mask`` grown by one voxel along each of ``axes``, both ways (a binary dilation by that cross, by shifts)."""
     out = mask.copy()
     for axis in axes:
         lower = [slice(None)] * mask.ndim
