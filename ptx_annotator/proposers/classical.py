@@ -245,19 +245,19 @@ class ClassicalProposer:
         if undershoot and keep:
             # an undershooting kernel's halo along the wall reads air-level in stretches under noise,
             # with its ringing inside it like a pleural line: air almost all within the halo is that
-            keep = [i for i, share in zip(keep, ndi.mean(depth > HALO_PX, labels, keep)) if share >= HALO_DEEP_SHARE]
+            keep = _holding(labels, keep, depth > HALO_PX, HALO_DEEP_SHARE)
         if keep:
             # air over the diaphragm's dome lies away from the wall in-plane, on the cavity's floor in
             # 3D: a sheet lying mostly on the floor rests on the wall there (a bleb on the dome only
             # touches it)
             floor = _on_the_floor(hemi, hu, volume.affine)
-            sheets = [i for i, share in zip(keep, ndi.mean(floor, labels, keep)) if share >= FLOOR_SHARE]
+            sheets = _holding(labels, keep, floor, FLOOR_SHARE)
             if sheets:
                 wall = wall | (floor & np.isin(labels, sheets))
         if relative and keep:
             # a smooth kernel mixes the wall's edge with the rim: a blurred rim (mostly relative-dark
             # voxels) lies a pixel or two inside the wall's outer layer
-            blurred = [i for i, share in zip(keep, ndi.mean(rel, labels, keep)) if share >= 0.5]
+            blurred = _holding(labels, keep, rel, 0.5)
             if blurred:
                 wall = wall | ((depth <= contact_px + BLURRED_WALL_PX) & np.isin(labels, blurred))
         keep = _pleural_shaped(labels, keep, wall, hu, self.min_wall_share, self.min_lung_share,
@@ -296,6 +296,11 @@ class ClassicalProposer:
             grown = _partial_volume(grown, smooth if noisy else hu, hu, candidates, depth, air_mean, lung_level,
                                     max(1, round(self.pv_near_mm / pixel_mm)), layers)
         return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
+
+
+def _holding(labels, keep, mask, share) -> list[int]:
+    """The components of ``keep`` with at least ``share`` of their voxels in ``mask``."""
+    return [i for i, held in zip(keep, ndi.mean(mask, labels, keep)) if held >= share]
 
 
 def _on_the_floor(hemi, hu, affine) -> np.ndarray:
@@ -454,12 +459,10 @@ def _layer_medians(hu, depth, layers, window, below, above, deeper=0) -> list[np
         packed.ravel()[shell[members]] = 0.0
     counts = np.rint(counts * window * window)
     total = np.maximum(np.mod(counts, base), 1)
+    within = shell_depth <= layers  # past the layers: lines only
     for i in range(1, len(tests) + 1):
-        share = np.mod(np.floor_divide(counts, base ** i), base) / total
-        judged = share > 0.5
-        if i <= len(below):  # past the layers: lines only
-            judged &= shell_depth <= layers
-        out[i - 1].ravel()[shell] = judged
+        judged = np.mod(np.floor_divide(counts, base ** i), base) / total > 0.5
+        out[i - 1].ravel()[shell] = judged & within if i <= len(below) else judged
     return out
 
 
