@@ -8,7 +8,11 @@ to pleural air), Clear slice, accept (a range of slices at once), fill between s
 
 A stroke is one drag: it starts where one dab of the brush gains most (pixels put right minus
 pixels put wrong) and moves on, dab by dab within one brush radius, while a dab still gains. One
-stroke, one Clear slice, one fill and one accept of a range each count as one action. Painted
+stroke, one Clear slice, one fill and one accept of a range each count as one action. Where the
+strokes, planned ahead, cannot bring a slice to the target at all (a thin rim or a partial-volume
+edge finer than the brush), the reader makes only the strokes worth a drag (each putting at least
+:data:`WORTHWHILE_STROKE_PX` pixels right) and accepts the slice as it is; such slices are counted
+as left short, in both ways of working. Painted
 voxels are those the reader's strokes changed; what Clear slice, fill and accept change is done
 by the tool, not painted (the voxels a Clear took away are reported apart, ``cleared``).
 
@@ -65,6 +69,10 @@ KEY_STEPS = (1, 2, 3, 4)
 MAX_STROKES_PER_SLICE = 400
 #: Gain maps of boxes larger than this (pixels) are summed by FFT (same integers, faster).
 FFT_MIN_PIXELS = 4096
+#: On a slice the brush cannot bring to the target (strokes planned until none gains), the reader
+#: makes only the strokes that put at least this many pixels right, net (one brush width), and
+#: accepts the rest: nobody drags an 8-pixel brush to put one pixel right, forty times over.
+WORTHWHILE_STROKE_PX = DEFAULT_BRUSH_SIZE
 #: A drag ends after this many dabs (a safety stop).
 MAX_DABS_PER_STROKE = 5000
 SUITE = Path(__file__).resolve().parent / "ptx_suite.py"
@@ -106,12 +114,26 @@ class ScriptedAnnotator:
         if not self.truth[z].any() and self.session.annotation.mask[z].any():
             self.clear(z)  # air where there is none: one Clear slice
             return
+        # a slice the brush cannot bring to the target gets only the strokes worth a drag
+        min_gain = 1 if self._reachable(z) else WORTHWHILE_STROKE_PX
         strokes = 0
         while not self.good(z):
-            if strokes >= MAX_STROKES_PER_SLICE or not self._stroke(z):
+            if strokes >= MAX_STROKES_PER_SLICE or not self._stroke(z, min_gain):
                 self.effort.short += 1
                 return
             strokes += 1
+
+    def _reachable(self, z: int) -> bool:
+        """Whether strokes (planned, not made) bring slice ``z`` to the target."""
+        mask, truth = self.session.annotation.mask[z] > 0, self.truth[z]
+        for _ in range(MAX_STROKES_PER_SLICE):
+            if slice_dice(mask, truth) >= DICE_TARGET:
+                return True
+            drag = self._plan(z, mask)
+            if drag is None:
+                return False
+            mask = drag[2]
+        return False
 
     def draw(self, z: int, cache: dict) -> None:
         """Draw the empty slice ``z``; ``cache`` keeps each slice's drags (the same from any empty start)."""
@@ -154,9 +176,16 @@ class ScriptedAnnotator:
             return np.rint(fftconvolve(score, self._kernel[::-1, ::-1], mode="same"))
         return ndi.correlate(score, self._kernel, mode="constant")
 
-    def _stroke(self, z: int) -> bool:
-        """One drag on slice ``z``; False when no dab gains anything."""
-        mask = self.session.annotation.mask[z] > 0
+    def _stroke(self, z: int, min_gain: int = 1) -> bool:
+        """One drag on slice ``z``; False when none would put ``min_gain`` pixels right (net)."""
+        drag = self._plan(z, self.session.annotation.mask[z] > 0)
+        if drag is None or drag[3] < min_gain:
+            return False
+        return self._brush(z, drag[0], drag[1]) > 0
+
+    def _plan(self, z: int, mask: np.ndarray):
+        """The next drag on slice ``z`` showing ``mask``: ``(points, kind, mask after, pixels put right net)``,
+        or None when no dab gains anything."""
         wrong = mask != self.truth[z]
         pad = self.size + 1
         rows, cols = np.flatnonzero(wrong.any(axis=1)), np.flatnonzero(wrong.any(axis=0))
@@ -165,7 +194,7 @@ class ScriptedAnnotator:
         gains = {kind: self._gain(z, mask, box, kind) for kind in ("air", "paint", "erase")}
         kind = max(gains, key=lambda k: gains[k].max())
         if gains[kind].max() <= 0:
-            return False
+            return None
         start = np.unravel_index(int(np.argmax(gains[kind])), gains[kind].shape)
         points = [(int(start[0] + box[0].start), int(start[1] + box[1].start))]
         sim = self._apply(mask, z, points, kind)
@@ -181,7 +210,8 @@ class ScriptedAnnotator:
             best = np.unravel_index(int(np.argmax(window)), window.shape)
             points.append((int(near[0].start + best[0]), int(near[1].start + best[1])))
             sim = self._apply(sim, z, points[-2:], kind)
-        return self._brush(z, points, kind) > 0
+        truth = self.truth[z]
+        return points, kind, sim, int(np.count_nonzero(sim == truth)) - int(np.count_nonzero(mask == truth))
 
     def _brush(self, z: int, points, kind: str) -> int:
         """One drag through the session's brush; returns the pixels it changed."""

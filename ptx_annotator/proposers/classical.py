@@ -10,7 +10,10 @@ chest wall. The steps, all in one 3D pre-pass:
 2. Cores: voxels whose smoothed HU is within a few tens of HU of this scanner's own air level
    (measured on outside air, see :func:`ptx_annotator.synthetic.pneumothorax.estimate_air_noise`;
    a noisier scan is smoothed more). Lung, even emphysematous, averages -850..-950 with vessels;
-   pleural air averages the air level. Along the wall (the outer ``rim_zone_mm``) a voxel is
+   pleural air averages the air level. Below the lung base (slices of the hemithorax that hold
+   little aerated lung) a sheet of air on the cavity's floor, the costophrenic recess between the
+   wall and the diaphragm, is judged by its 3x3 median: it is too thin to keep its air level
+   smoothed between the soft tissue on both sides. Along the wall (the outer ``rim_zone_mm``) a voxel is
    judged by the median of its own depth layer (the voxels as deep as it within
    ``layer_window_mm``), so a rim one pixel thin keeps its air level; it counts when, layer by
    layer inwards, it is bounded by more air or by the visceral pleural line (a sharp kernel's
@@ -87,6 +90,9 @@ BLURRED_WALL_PX = 2
 #: this share of its voxels on it is a sheet of air on the cavity's floor.
 FLOOR_TISSUE_HU = -300.0
 FLOOR_SHARE = 0.2
+#: A slice of a hemithorax with less than this share of aerated lung lies below the lung base: the
+#: air on its floor (the costophrenic recess) is judged by its median, not its smoothed HU.
+RECESS_LUNG_SHARE = 0.5
 #: A component on the wall over the large-contact length needs only this share of the lung share beside it.
 COLLAPSED_LUNG_SHARE = 0.25
 
@@ -126,8 +132,9 @@ class ClassicalProposer:
         Partial-volume growth (off when ``pv_zone_mm`` is 0) and how far (3D) it reaches from the air found.
     """
 
-    #: v6: the pleural line past the rim zone, sheets on the floor, the halo (a kept v5 proposal is not this one)
-    source_id = "classical-v6"
+    #: v7: the costophrenic recess judged by its median (v6: the pleural line past the rim zone, sheets on
+    #: the floor, the halo; a kept v6 proposal is not this one)
+    source_id = "classical-v7"
 
     def __init__(self, air_threshold_hu: float = -950.0, core_margin_hu: float = 35.0, min_core_ml: float = 2.0,
                  wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,
@@ -227,6 +234,8 @@ class ClassicalProposer:
         rim_like = _wall_air(dark_core, line, depth, layers, smooth < core_hu, reach_px)
         # (the layer is judged as a whole; its pleural-line and wall voxels themselves are not air)
         core = candidates & ((smooth < core_hu) | (rim_like & (hu < grow_hu)))
+        floor = _on_the_floor(hemi, hu, volume.affine)
+        core |= _recess_air(hu, candidates, floor, core_hu)
         rel = np.zeros_like(core)
         if relative:  # a blurred rim is bounded inwards by its brighter line (or counted rim), not by deep air
             rel = candidates & _wall_air(judged[2], judged[-1], depth, layers, np.zeros_like(core), reach_px) & ~core
@@ -250,7 +259,6 @@ class ClassicalProposer:
             # air over the diaphragm's dome lies away from the wall in-plane, on the cavity's floor in
             # 3D: a sheet lying mostly on the floor rests on the wall there (a bleb on the dome only
             # touches it)
-            floor = _on_the_floor(hemi, hu, volume.affine)
             sheets = _holding(labels, keep, floor, FLOOR_SHARE)
             if sheets:
                 wall = wall | (floor & np.isin(labels, sheets))
@@ -312,6 +320,18 @@ def _on_the_floor(hemi, hu, affine) -> np.ndarray:
     else:
         below[:-1] = tissue[1:]
     return hemi & below
+
+
+def _recess_air(hu, candidates, floor, core_hu) -> np.ndarray:
+    """Floor voxels whose in-plane 3x3 median reads below ``core_hu``, on the slices where fewer than
+    :data:`RECESS_LUNG_SHARE` of the candidates read as aerated lung (below the lung base)."""
+    lung = np.count_nonzero(candidates & (hu > LUNG_HU[0]) & (hu < LUNG_HU[1]), axis=(1, 2))
+    below_lung = lung < RECESS_LUNG_SHARE * np.count_nonzero(candidates, axis=(1, 2))
+    out = np.zeros(floor.shape, dtype=bool)
+    for z in np.flatnonzero(below_lung & floor.any(axis=(1, 2))):
+        box = bounding_box(floor[z], margin=2)
+        out[z][box] = floor[z][box] & candidates[z][box] & (ndi.median_filter(hu[z][box], size=3) < core_hu)
+    return out
 
 
 def _lung_level(hu, candidates, depth, layers) -> float:

@@ -74,6 +74,42 @@ def test_a_missed_run_is_drawn_as_from_scratch_and_false_air_is_cleared(effort, 
     assert (again.voxels, again.actions) == (fresh.voxels, fresh.actions)
 
 
+def test_a_slice_the_brush_cannot_bring_to_the_target_gets_only_strokes_worth_a_drag(effort, case):
+    from ptx_annotator.review.session import ReviewSession
+
+    truth = np.zeros(case.volume.shape, dtype=bool)
+    yy, xx = np.mgrid[:128, :128]
+    truth[5] = (yy - 64) ** 2 + (xx - 64) ** 2 <= 15 ** 2
+    grid = np.zeros((128, 128), dtype=bool)
+    grid[::6, ::6] = True
+    truth[5] |= grid & ((yy - 64) ** 2 + (xx - 64) ** 2 > 25 ** 2)  # isolated pixels, finer than the brush
+    truth[6] = (yy - 64) ** 2 + (xx - 64) ** 2 <= 15 ** 2  # the disk alone
+
+    class Counting(effort.ScriptedAnnotator):
+        gains: list = []
+
+        def _brush(self, z, points, kind):
+            before = np.count_nonzero((self.session.annotation.mask[z] > 0) == self.truth[z])
+            changed = super()._brush(z, points, kind)
+            self.gains.append(np.count_nonzero((self.session.annotation.mask[z] > 0) == self.truth[z]) - before)
+            return changed
+
+    session = ReviewSession(case.volume, effort._empty(case.volume))
+    annotator = Counting(session, truth)
+    assert not annotator._reachable(5)
+    annotator.correct(5)
+    assert annotator.effort.short == 1 and annotator.effort.actions == len(annotator.gains) >= 1
+    assert min(annotator.gains) >= effort.WORTHWHILE_STROKE_PX  # the disk, drawn with strokes worth a drag
+    assert effort.slice_dice(session.annotation.mask[5], (yy - 64) ** 2 + (xx - 64) ** 2 <= 15 ** 2) > 0.9
+    left = annotator._plan(5, session.annotation.mask[5] > 0)  # what an eager reader would still rub at
+    assert left is not None and 1 <= left[3] < effort.WORTHWHILE_STROKE_PX
+    # a slice the brush can bring to the target still gets every stroke it needs
+    assert annotator._reachable(6)
+    annotator.correct(6)
+    assert effort.slice_dice(session.annotation.mask[6], truth[6]) >= effort.DICE_TARGET
+    assert annotator.effort.short == 1
+
+
 def test_one_given_case_ends_with_the_ratio_line(effort, case, tmp_path, capsys):
     ct, truth = save_phantom(case, tmp_path)
     assert effort.main(["--ct", ct, "--truth", truth]) == 0
