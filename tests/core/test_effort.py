@@ -114,6 +114,6 @@ def test_one_given_case_ends_with_the_ratio_line(effort, case, tmp_path, capsys)
     ct, truth = save_phantom(case, tmp_path)
     assert effort.main(["--ct", ct, "--truth", truth]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert re.fullmatch(r"voxels (\S+) actions (\S+) accepted (\d\.\d\d)", last)
+    assert re.fullmatch(r"voxels (\S+) actions (\S+) accepted (\d\.\d{3})", last)
     assert effort.main(["--ct", ct]) == 2
     assert "--truth" in capsys.readouterr().err

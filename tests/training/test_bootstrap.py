@@ -89,15 +89,24 @@ def test_default_plan_spans_the_simulator_with_recorded_seeds():
     assert other_ct[0]["pneumothorax"][0]["seed"] != plan[0]["pneumothorax"][0]["seed"]
 
 
-def test_bootstrap_records_every_case_and_keeps_a_cpu_time_budget(tmp_path):
+def test_bootstrap_records_every_case_and_keeps_a_cpu_time_budget(tmp_path, monkeypatch):
     """A default-config CPU run: the budget sets max_seconds; a limit mid-epoch still yields a model."""
+    import types
+
+    from ptx_annotator.training import trainer
     from ptx_annotator.training.bootstrap import bootstrap
     from ptx_annotator.training.trainer import TrainConfig
 
     case = make_chest_phantom(shape=(12, 128, 128), spacing=(5.0, 2.6, 2.6), side="none", seed=2)
     ct, _ = save_phantom(case, tmp_path / "ct")
     out = tmp_path / "budget.safetensors"
-    config = TrainConfig(device="cpu", input_size=64, epochs=50, batch_size=2, seed=5)
+    config = TrainConfig(device="cpu", input_size=64, epochs=50, batch_size=1, seed=5)
+    # the training loop's clock runs 0.4 s per reading, so the 1 s left of the 2 s budget ends during
+    # the third step of the first epoch, however fast this machine is (a real clock let a fast
+    # machine finish the epoch inside the budget)
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(monotonic=lambda: 0.4 * next(ticks),
+                                                               perf_counter=trainer.time.perf_counter))
     outcome = bootstrap([ct], out, cases=3, config=config, budget_seconds=2.0)
     assert outcome.result.timed_out and outcome.result.epochs_run == 1
     assert "partial_steps" in outcome.result.history[-1]  # the steps of the cut epoch were validated
