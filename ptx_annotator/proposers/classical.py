@@ -349,11 +349,9 @@ def _bounded_brighter(found, hu, inside, lung_level) -> np.ndarray:
     labels, n = ndi.label(found > 0, np.ones((3, 3, 3), dtype=bool))
     if n == 0:
         return found
-    box = bounding_box(labels, margin=(0, 3, 3))
-    labels, hu, inside = labels[box], hu[box], inside[box]
-    near = labels
-    for _ in range(2):  # the component a boundary voxel lies beside: labels spread two pixels in-plane
-        near = _spread(near)
+    footprint = np.zeros((1, 5, 5), dtype=bool)
+    footprint[0] = np.add.outer(np.abs(np.arange(-2, 3)), np.abs(np.arange(-2, 3))) <= 2
+    near = ndi.grey_dilation(labels, footprint=footprint)  # the component a boundary voxel lies beside
     ring = (near > 0) & (labels == 0) & inside
     owner, values = near[ring], hu[ring]
     dim = [i for i in range(1, n + 1) if (owner == i).any()
@@ -361,19 +359,7 @@ def _bounded_brighter(found, hu, inside, lung_level) -> np.ndarray:
     if not dim:
         return found
     out = found.copy()
-    out[box][np.isin(labels, dim)] = 0
-    return out
-
-
-def _spread(labels: np.ndarray) -> np.ndarray:
-    """Each voxel takes the largest label of itself and its four in-plane neighbours (shifted maxima)."""
-    out = labels.copy()
-    for axis in (1, 2):
-        lower = [slice(None)] * 3
-        upper = [slice(None)] * 3
-        lower[axis], upper[axis] = slice(0, -1), slice(1, None)
-        np.maximum(out[tuple(upper)], labels[tuple(lower)], out=out[tuple(upper)])
-        np.maximum(out[tuple(lower)], labels[tuple(upper)], out=out[tuple(lower)])
+    out[np.isin(labels, dim)] = 0
     return out
 
 
