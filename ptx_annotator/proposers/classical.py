@@ -41,9 +41,7 @@ chest wall. The steps, all in one 3D pre-pass:
    reads only a little darker than the lung; a layer along the wall darker than this side's lung,
    bounded inwards by a line brighter than it, is a core too (not grown from), except where the
    kernel itself undershoots at the wall (much of its edge layer, away from air, darker than the lung).
-7. Clean-up: small holes filled, components below ``min_component_ml`` dropped, and components
-   whose boundary away from the wall reads no brighter than the lung (dark lung fading into lung,
-   as emphysema does under noise; pleural air ends at the pleural line or the collapsed lung).
+7. Clean-up: small holes filled, components below ``min_component_ml`` dropped.
 """
 
 from __future__ import annotations
@@ -95,10 +93,6 @@ FLOOR_SHARE = 0.2
 #: A slice of a hemithorax with less than this share of aerated lung lies below the lung base: the
 #: air on its floor (the costophrenic recess) is judged by its median, not its smoothed HU.
 RECESS_LUNG_SHARE = 0.5
-#: The boundary of pleural air away from the wall (visceral pleural line, collapsed lung) reads, in its
-#: upper quartile, at least this much above this side's lung (simulated pneumothoraces on the tuning
-#: CTs: 250-700 HU; emphysema along the wall of an 8 mm sharp low-dose series: -30 and 0).
-BOUNDARY_HU = 100.0
 #: A component on the wall over the large-contact length needs only this share of the lung share beside it.
 COLLAPSED_LUNG_SHARE = 0.25
 
@@ -138,8 +132,8 @@ class ClassicalProposer:
         Partial-volume growth (off when ``pv_zone_mm`` is 0) and how far (3D) it reaches from the air found.
     """
 
-    #: v7: the costophrenic recess judged by its median; air bounded by something brighter than the lung
-    #: (v6: the pleural line past the rim zone, sheets on the floor, the halo; a kept v6 proposal is not this one)
+    #: v7: the costophrenic recess judged by its median (v6: the pleural line past the rim zone, sheets on
+    #: the floor, the halo; a kept v6 proposal is not this one)
     source_id = "classical-v7"
 
     def __init__(self, air_threshold_hu: float = -950.0, core_margin_hu: float = 35.0, min_core_ml: float = 2.0,
@@ -309,8 +303,7 @@ class ClassicalProposer:
             noisy = air_sd > PV_NOISE_SHARE * (lung_level - air_mean)
             grown = _partial_volume(grown, smooth if noisy else hu, hu, candidates, depth, air_mean, lung_level,
                                     max(1, round(self.pv_near_mm / pixel_mm)), layers)
-        found = _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
-        return _bounded_brighter(found, hu, candidates & (depth > contact_px + 1), lung_level)
+        return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
 
 
 def _holding(labels, keep, mask, share) -> list[int]:
@@ -338,28 +331,6 @@ def _recess_air(hu, candidates, floor, core_hu) -> np.ndarray:
     for z in np.flatnonzero(below_lung & floor.any(axis=(1, 2))):
         box = bounding_box(floor[z], margin=2)
         out[z][box] = floor[z][box] & candidates[z][box] & (ndi.median_filter(hu[z][box], size=3) < core_hu)
-    return out
-
-
-def _bounded_brighter(found, hu, inside, lung_level) -> np.ndarray:
-    """``found`` without the components whose boundary away from the wall (``inside``; the two
-    pixels in-plane beyond them) reads, in its upper quartile, less than :data:`BOUNDARY_HU` above
-    this side's lung: pleural air ends at the visceral pleural line or the collapsed lung, dark
-    lung (emphysema under noise) fades into lung of its own level."""
-    labels, n = ndi.label(found > 0, np.ones((3, 3, 3), dtype=bool))
-    if n == 0:
-        return found
-    footprint = np.zeros((1, 5, 5), dtype=bool)
-    footprint[0] = np.add.outer(np.abs(np.arange(-2, 3)), np.abs(np.arange(-2, 3))) <= 2
-    near = ndi.grey_dilation(labels, footprint=footprint)  # the component a boundary voxel lies beside
-    ring = (near > 0) & (labels == 0) & inside
-    owner, values = near[ring], hu[ring]
-    dim = [i for i in range(1, n + 1) if (owner == i).any()
-           and np.percentile(values[owner == i], 75) < lung_level + BOUNDARY_HU]
-    if not dim:
-        return found
-    out = found.copy()
-    out[np.isin(labels, dim)] = 0
     return out
 
 
