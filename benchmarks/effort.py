@@ -49,6 +49,7 @@ or ``--ct CT --truth MASK`` (``--jobs N`` works on N CTs at once, one process ea
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from dataclasses import dataclass
@@ -114,26 +115,26 @@ class ScriptedAnnotator:
         if not self.truth[z].any() and self.session.annotation.mask[z].any():
             self.clear(z)  # air where there is none: one Clear slice
             return
-        # a slice the brush cannot bring to the target gets only the strokes worth a drag
-        min_gain = 1 if self._reachable(z) else WORTHWHILE_STROKE_PX
-        strokes = 0
-        while not self.good(z):
-            if strokes >= MAX_STROKES_PER_SLICE or not self._stroke(z, min_gain):
-                self.effort.short += 1
-                return
-            strokes += 1
+        drags, reachable = self._planned(z)
+        if not reachable:  # a slice the brush cannot bring to the target gets only the strokes worth a drag
+            drags = list(itertools.takewhile(lambda drag: drag[3] >= WORTHWHILE_STROKE_PX, drags))
+        for points, kind, _, _ in drags:
+            self._brush(z, points, kind)
+        if not self.good(z):
+            self.effort.short += 1
 
-    def _reachable(self, z: int) -> bool:
-        """Whether strokes (planned, not made) bring slice ``z`` to the target."""
+    def _planned(self, z: int) -> tuple[list, bool]:
+        """The drags that bring slice ``z`` to the target, planned on a copy of its mask (the brush's
+        own disk), and whether they get there (at most :data:`MAX_STROKES_PER_SLICE`)."""
         mask, truth = self.session.annotation.mask[z] > 0, self.truth[z]
-        for _ in range(MAX_STROKES_PER_SLICE):
-            if slice_dice(mask, truth) >= DICE_TARGET:
-                return True
-            drag = self._plan(z, mask)
+        drags = []
+        while slice_dice(mask, truth) < DICE_TARGET:
+            drag = self._plan(z, mask) if len(drags) < MAX_STROKES_PER_SLICE else None
             if drag is None:
-                return False
+                return drags, False
+            drags.append(drag)
             mask = drag[2]
-        return False
+        return drags, True
 
     def draw(self, z: int, cache: dict) -> None:
         """Draw the empty slice ``z``; ``cache`` keeps each slice's drags (the same from any empty start)."""
@@ -175,13 +176,6 @@ class ScriptedAnnotator:
         if score.size > FFT_MIN_PIXELS and self._kernel.shape[0] % 2:  # the same sums, faster on big boxes
             return np.rint(fftconvolve(score, self._kernel[::-1, ::-1], mode="same"))
         return ndi.correlate(score, self._kernel, mode="constant")
-
-    def _stroke(self, z: int, min_gain: int = 1) -> bool:
-        """One drag on slice ``z``; False when none would put ``min_gain`` pixels right (net)."""
-        drag = self._plan(z, self.session.annotation.mask[z] > 0)
-        if drag is None or drag[3] < min_gain:
-            return False
-        return self._brush(z, drag[0], drag[1]) > 0
 
     def _plan(self, z: int, mask: np.ndarray):
         """The next drag on slice ``z`` showing ``mask``: ``(points, kind, mask after, pixels put right net)``,

@@ -96,7 +96,7 @@ def test_a_slice_the_brush_cannot_bring_to_the_target_gets_only_strokes_worth_a_
 
     session = ReviewSession(case.volume, effort._empty(case.volume))
     annotator = Counting(session, truth)
-    assert not annotator._reachable(5)
+    assert not annotator._planned(5)[1]
     annotator.correct(5)
     assert annotator.effort.short == 1 and annotator.effort.actions == len(annotator.gains) >= 1
     assert min(annotator.gains) >= effort.WORTHWHILE_STROKE_PX  # the disk, drawn with strokes worth a drag
@@ -104,7 +104,7 @@ def test_a_slice_the_brush_cannot_bring_to_the_target_gets_only_strokes_worth_a_
     left = annotator._plan(5, session.annotation.mask[5] > 0)  # what an eager reader would still rub at
     assert left is not None and 1 <= left[3] < effort.WORTHWHILE_STROKE_PX
     # a slice the brush can bring to the target still gets every stroke it needs
-    assert annotator._reachable(6)
+    assert annotator._planned(6)[1]
     annotator.correct(6)
     assert effort.slice_dice(session.annotation.mask[6], truth[6]) >= effort.DICE_TARGET
     assert annotator.effort.short == 1
