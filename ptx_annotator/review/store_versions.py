@@ -7,7 +7,7 @@ deals with ``versions/``; it uses the store's ``folder``, ``save``, ``_read_vers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ptx_annotator.atomic import fsync_dir
@@ -55,19 +55,39 @@ class VersionHistory:
         committed_id = committed.get("version") if isinstance(committed, dict) else None
         infos = []
         for number in self.versions(series_key, annotator):
-            payload = read_json(folder / "versions" / VERSION_FILE.format(number))
-            if not isinstance(payload, dict) or problem_with(payload, folder, FORMAT_VERSION):
-                continue
-            n_voxels = payload.get("n_voxels")
-            if not isinstance(n_voxels, int):
-                try:
-                    n_voxels = int(load_mask_nifti(confined(folder, payload["mask_file"]))[0].astype(bool).sum())
-                except (PtxError, OSError, TypeError):
-                    continue
-            states = ReviewLog(SliceReview.from_json(e) for e in payload["slices"]).counts()
-            infos.append(VersionInfo(number, payload.get("saved_at"), n_voxels,
-                                     {k: v for k, v in states.items() if v}, number == committed_id))
+            info = self._version_info(folder, number)
+            if info is not None:
+                infos.append(replace(info, committed=number == committed_id))
         return infos
+
+    def _version_info(self, folder: Path, number: int) -> VersionInfo | None:
+        """One kept version's summary, read once per version file: a file is written whole and never
+        changed in place, so what was read stays true while its inode, size and mtime are the same
+        (the review widget lists the versions after every save; reading every file each time grew
+        with the hours of work)."""
+        path = folder / "versions" / VERSION_FILE.format(number)
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        key, cache = str(path), self.__dict__.setdefault("_version_infos", {})
+        stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        known = cache.get(key)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        payload = read_json(path)
+        if not isinstance(payload, dict) or problem_with(payload, folder, FORMAT_VERSION):
+            return None
+        n_voxels = payload.get("n_voxels")
+        if not isinstance(n_voxels, int):
+            try:
+                n_voxels = int(load_mask_nifti(confined(folder, payload["mask_file"]))[0].astype(bool).sum())
+            except (PtxError, OSError, TypeError):
+                return None
+        states = ReviewLog(SliceReview.from_json(e) for e in payload["slices"]).counts()
+        info = VersionInfo(number, payload.get("saved_at"), n_voxels, {k: v for k, v in states.items() if v})
+        cache[key] = (stamp, info)
+        return info
 
     def load_version(self, series_key: str, annotator: str, version: int) -> Annotation:
         folder = self.folder(series_key, annotator)

@@ -210,6 +210,33 @@ def test_autosaves_of_one_visit_coalesce_and_a_restore_can_be_undone(tmp_path, m
     assert store.load(vol.key, "fay").mask.sum() == 4 and store.versions(vol.key, "fay") == [2, 4, 5, 6]
 
 
+def test_listing_versions_reads_each_version_file_once_and_again_when_it_is_replaced(tmp_path, monkeypatch):
+    import ptx_annotator.review.store_versions as versions_module
+    from ptx_annotator.review.store_versions import VERSION_FILE
+
+    vol = _small_volume()
+    store = AnnotationStore(tmp_path, keep_versions=50)
+    for z in range(4):
+        _stamped(store, vol, "gil", z, 1_000_000.0 + 100 * z, monkeypatch, (z, 1, 1))
+    read = []
+    real = versions_module.read_json
+    monkeypatch.setattr(versions_module, "read_json", lambda path: read.append(path.name) or real(path))
+    first = store.list_versions(vol.key, "gil")
+    assert [(v.id, v.n_voxels, v.committed) for v in first] == [(1, 1, False), (2, 2, False), (3, 3, False),
+                                                                  (4, 4, True)]
+    assert sorted(read) == [VERSION_FILE.format(n) for n in (1, 2, 3, 4)] + ["review.json"]
+    _stamped(store, vol, "gil", 5, 1_000_900.0, monkeypatch, (5, 1, 1))  # a new version: only it is read
+    read.clear()
+    again = store.list_versions(vol.key, "gil")
+    assert sorted(read) == [VERSION_FILE.format(5), "review.json"]
+    assert [(v.id, v.n_voxels, v.committed) for v in again][-2:] == [(4, 4, False), (5, 5, True)]
+    _stamped(store, vol, "gil", 5, 1_000_910.0, monkeypatch, (5, 2, 2))  # same visit: version 6 replaces 5
+    read.clear()
+    latest = store.list_versions(vol.key, "gil")
+    assert sorted(read) == [VERSION_FILE.format(6), "review.json"]
+    assert [(v.id, v.n_voxels) for v in latest][-1] == (6, 6) and 5 not in [v.id for v in latest]
+
+
 def _edit_review(tmp_path, vol, name, change):
     import json
 

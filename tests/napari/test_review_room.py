@@ -6,8 +6,11 @@ no probabilities, the coronal / sagittal views, the shortcut help, Propose's pro
 proposer loaded once inside the worker, the one owner, and "Review CT layer" asking first.
 """
 
+import os
+import sys
 import threading
 
+import napari
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
@@ -179,6 +182,35 @@ def test_the_hu_limited_brush_paints_only_air(qtbot, widget, case):
     on_disk = saved(widget)
     assert on_disk.mask[(z, *air)] == 1 and on_disk.mask[(z, *tissue)] == 0
     assert on_disk.review[z].state == EDITED
+
+
+def test_a_stroke_shows_as_napari_drew_it_and_an_hu_limited_one_as_the_session_kept_it(qtbot, widget, case,
+                                                                                        monkeypatch):
+    hu, layer = case.volume.hu, widget.mask_layer
+    z = widget.session.current_slice
+    airs = np.argwhere(hu[z] < -950)
+    air, tissue = tuple(airs[len(airs) // 2]), tuple(np.argwhere((hu[z] > -100) & (hu[z] < 200))[0])
+    refreshed = []  # refreshes asked for by this plugin (napari refreshes the layer itself after a stroke)
+    real_refresh, napari_dir = layer.refresh, os.path.dirname(napari.__file__)
+
+    def refresh(*args, **kwargs):
+        if not sys._getframe(1).f_code.co_filename.startswith(napari_dir):
+            refreshed.append(z)
+        return real_refresh(*args, **kwargs)
+
+    monkeypatch.setattr(layer, "refresh", refresh)
+    layer.brush_size = 1
+    layer.paint((z, *air), 1)
+    qtbot.waitUntil(lambda: widget.session.state(z) == EDITED, timeout=3000)
+    assert layer._slice.image.view[air] != 0  # on the canvas as napari drew it ...
+    assert refreshed == []  # ... so the session's bookkeeping re-slices nothing (a slice change after an edit)
+    qtbot.keyClick(widget.viewer.window._qt_viewer.canvas.native, Qt.Key_U)
+    assert widget.hu_check.isChecked()
+    layer.paint((z, *tissue), 1)
+    qtbot.waitUntil(lambda: bool(refreshed), timeout=3000)  # the session took soft tissue out again: shown so
+    assert layer._slice.image.view[tissue] == 0 and layer._slice.image.view[air] != 0
+    on_disk = saved(widget)
+    assert on_disk.mask[(z, *air)] == 1 and on_disk.mask[(z, *tissue)] == 0
 
 
 def test_a_click_grows_the_pleural_air_region(qtbot, widget, case):

@@ -30,6 +30,7 @@ class SessionViews:
         self.session = None
         self._anatomy_due = None  # the session whose anatomy waits for the first paint
         self._workers: list = []
+        self.shown_on_canvas = False  # True while the session takes strokes napari has drawn already
 
     # -- subscribing ---------------------------------------------------------------------------
     def follow(self, session) -> None:
@@ -80,7 +81,7 @@ class SessionViews:
 
     def on_mask(self, indices) -> None:
         session, w = self.session, self.widget
-        if w.mask_layer is not None:
+        if w.mask_layer is not None and not self.shown_on_canvas:  # a stroke is on the canvas as napari drew it
             w.mask_layer.refresh()
         w.ortho.redraw()
         self._volume_label()
