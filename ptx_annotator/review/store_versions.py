@@ -7,6 +7,7 @@ deals with ``versions/``; it uses the store's ``folder``, ``save``, ``_read_vers
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,8 +54,12 @@ class VersionHistory:
         folder = self.folder(series_key, annotator)
         committed = read_json(folder / "review.json")
         committed_id = committed.get("version") if isinstance(committed, dict) else None
-        infos = []
-        for number in self.versions(series_key, annotator):
+        infos, numbers = [], self.versions(series_key, annotator)
+        kept = {str(folder / "versions" / VERSION_FILE.format(number)) for number in numbers}
+        here = str(folder / "versions") + os.sep
+        for key in [k for k in list(self._version_infos) if k.startswith(here) and k not in kept]:
+            self._version_infos.pop(key, None)  # versions pruned or coalesced away
+        for number in numbers:
             info = self._version_info(folder, number)
             if info is not None:
                 infos.append(replace(info, committed=number == committed_id))
@@ -70,7 +75,7 @@ class VersionHistory:
             stat = path.stat()
         except OSError:
             return None
-        key, cache = str(path), self.__dict__.setdefault("_version_infos", {})
+        key, cache = str(path), self._version_infos
         stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         known = cache.get(key)
         if known is not None and known[0] == stamp:
