@@ -97,7 +97,8 @@ class AnnotationStore(VersionHistory):
             raise PtxError(f"The annotation store '{self.root}' is a file, not a folder; give a folder with --store DIR.")
         self.keep_versions = max(1, int(keep_versions))
         self._locks: dict[tuple[str, str], WriterLock] = {}
-        self._version_infos: dict[str, tuple] = {}  # version file -> (inode, size, mtime), its VersionInfo
+        # per annotator folder: version number -> ((inode, size, mtime) of its file, its VersionInfo)
+        self._version_infos: dict[str, dict[int, tuple]] = {}
 
     @classmethod
     def for_study(cls, study_path, store=None, **kwargs) -> "AnnotationStore":

@@ -7,7 +7,6 @@ deals with ``versions/``; it uses the store's ``folder``, ``save``, ``_read_vers
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -54,32 +53,31 @@ class VersionHistory:
         folder = self.folder(series_key, annotator)
         committed = read_json(folder / "review.json")
         committed_id = committed.get("version") if isinstance(committed, dict) else None
-        infos, numbers = [], self.versions(series_key, annotator)
-        kept = {str(folder / "versions" / VERSION_FILE.format(number)) for number in numbers}
-        here = str(folder / "versions") + os.sep
-        for key in [k for k in list(self._version_infos) if k.startswith(here) and k not in kept]:
-            self._version_infos.pop(key, None)  # versions pruned or coalesced away
-        for number in numbers:
-            info = self._version_info(folder, number)
-            if info is not None:
-                infos.append(replace(info, committed=number == committed_id))
+        known = self._version_infos.get(str(folder), {})
+        infos, fresh = [], {}
+        for number in self.versions(series_key, annotator):
+            entry = self._version_info(folder, number, known.get(number))
+            if entry is not None:
+                fresh[number] = entry
+                infos.append(replace(entry[1], committed=number == committed_id))
+        self._version_infos[str(folder)] = fresh  # versions pruned or coalesced away are forgotten
         return infos
 
-    def _version_info(self, folder: Path, number: int) -> VersionInfo | None:
-        """One kept version's summary, read once per version file: a file is written whole and never
-        changed in place, so what was read stays true while its inode, size and mtime are the same
-        (the review widget lists the versions after every save; reading every file each time grew
-        with the hours of work)."""
+    def _version_info(self, folder: Path, number: int, known: tuple | None) -> tuple | None:
+        """``(stamp, summary)`` of one kept version, read again only when its file is not ``known``'s.
+
+        A version file is written whole and never changed in place, so what was read stays true
+        while its inode, size and mtime (the stamp) are the same: the review widget lists the
+        versions after every save, and reading every file each time grew with the hours of work.
+        """
         path = folder / "versions" / VERSION_FILE.format(number)
         try:
             stat = path.stat()
         except OSError:
             return None
-        key, cache = str(path), self._version_infos
         stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        known = cache.get(key)
         if known is not None and known[0] == stamp:
-            return known[1]
+            return known
         payload = read_json(path)
         if not isinstance(payload, dict) or problem_with(payload, folder, FORMAT_VERSION):
             return None
@@ -90,9 +88,7 @@ class VersionHistory:
             except (PtxError, OSError, TypeError):
                 return None
         states = ReviewLog(SliceReview.from_json(e) for e in payload["slices"]).counts()
-        info = VersionInfo(number, payload.get("saved_at"), n_voxels, {k: v for k, v in states.items() if v})
-        cache[key] = (stamp, info)
-        return info
+        return stamp, VersionInfo(number, payload.get("saved_at"), n_voxels, {k: v for k, v in states.items() if v})
 
     def load_version(self, series_key: str, annotator: str, version: int) -> Annotation:
         folder = self.folder(series_key, annotator)

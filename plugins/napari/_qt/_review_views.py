@@ -10,6 +10,8 @@ is computed there too.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from napari.qt.threading import thread_worker
 from qtpy.QtCore import Qt, QTimer
@@ -30,7 +32,7 @@ class SessionViews:
         self.session = None
         self._anatomy_due = None  # the session whose anatomy waits for the first paint
         self._workers: list = []
-        self.shown_on_canvas = False  # True while the session takes strokes napari has drawn already
+        self._shown_on_canvas = False  # True while the session takes strokes napari has drawn already
 
     # -- subscribing ---------------------------------------------------------------------------
     def follow(self, session) -> None:
@@ -71,6 +73,15 @@ class SessionViews:
                 ("proposal_changed", self.on_proposal), ("slice_changed", self.on_slice),
                 ("saved", self.on_saved), ("error", self.widget._error))
 
+    @contextmanager
+    def drawn_on_canvas(self):
+        """Mask changes inside are voxels napari drew itself (a stroke): the canvas shows them already."""
+        self._shown_on_canvas = True
+        try:
+            yield
+        finally:
+            self._shown_on_canvas = False
+
     # -- event handlers ------------------------------------------------------------------------
     def on_states(self, indices=None) -> None:
         session, w = self.session, self.widget
@@ -81,7 +92,7 @@ class SessionViews:
 
     def on_mask(self, indices) -> None:
         session, w = self.session, self.widget
-        if w.mask_layer is not None and not self.shown_on_canvas:  # a stroke is on the canvas as napari drew it
+        if w.mask_layer is not None and not self._shown_on_canvas:
             w.mask_layer.refresh()
         w.ortho.redraw()
         self._volume_label()

@@ -379,12 +379,9 @@ class ReviewWidget(QWidget):
         if self.hu_check.isChecked():
             for z in sorted(painted):
                 session.limit_stroke_to_hu(index=z)
-        else:  # the voxels are napari's own drawing: the canvas shows them already, nothing to refresh
-            self.views.shown_on_canvas = True
-            try:
+        else:
+            with self.views.drawn_on_canvas():  # napari's own drawing: nothing to refresh
                 session.mark_edited(painted)
-            finally:
-                self.views.shown_on_canvas = False
 
     def _on_canvas_click(self, layer, event):
         """With "grow region" on, a click grows the pleural air from the voxel under the mouse."""
