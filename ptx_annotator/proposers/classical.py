@@ -41,7 +41,10 @@ chest wall. The steps, all in one 3D pre-pass:
    reads only a little darker than the lung; a layer along the wall darker than this side's lung,
    bounded inwards by a line brighter than it, is a core too (not grown from), except where the
    kernel itself undershoots at the wall (much of its edge layer, away from air, darker than the lung).
-7. Clean-up: small holes filled, components below ``min_component_ml`` dropped.
+7. Apart from the lung: air found that reads no darker than the lung just beside it, by less than
+   ``MIN_CONTRAST_HU`` (and is not air-level itself), is dark lung fading into lung, such as
+   emphysema along the wall, not a space between wall and lung; it is dropped.
+8. Clean-up: small holes filled, components below ``min_component_ml`` dropped.
 """
 
 from __future__ import annotations
@@ -95,6 +98,15 @@ FLOOR_SHARE = 0.2
 RECESS_LUNG_SHARE = 0.5
 #: A component on the wall over the large-contact length needs only this share of the lung share beside it.
 COLLAPSED_LUNG_SHARE = 0.25
+#: Pleural air is a space apart from the lung: its median HU lies at least this far below the median
+#: of the lung just beside it (in-plane, ``LUNG_BESIDE_MM`` out: the visceral pleura and the lung it
+#: bounds), partial-volume rims included (83 HU and more on the tuning CTs); dark emphysematous lung,
+#: read as air along the wall, fades into the lung around it (49-51 HU there).
+MIN_CONTRAST_HU = 65.0
+LUNG_BESIDE_MM = (0.8, 2.5)
+#: ... unless it reads air-level itself (its median within this of the scanner's air level): a
+#: pneumothorax beside emphysematous lung is still air.
+AIR_LEVEL_HU = 25.0
 
 
 class ClassicalProposer:
@@ -132,9 +144,10 @@ class ClassicalProposer:
         Partial-volume growth (off when ``pv_zone_mm`` is 0) and how far (3D) it reaches from the air found.
     """
 
-    #: v7: the costophrenic recess judged by its median (v6: the pleural line past the rim zone, sheets on
-    #: the floor, the halo; a kept v6 proposal is not this one)
-    source_id = "classical-v7"
+    #: v8: air that fades into the lung beside it is dropped (v7: the costophrenic recess judged by its
+    #: median; v6: the pleural line past the rim zone, sheets on the floor, the halo; a kept v7
+    #: proposal is not this one)
+    source_id = "classical-v8"
 
     def __init__(self, air_threshold_hu: float = -950.0, core_margin_hu: float = 35.0, min_core_ml: float = 2.0,
                  wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,
@@ -303,6 +316,7 @@ class ClassicalProposer:
             noisy = air_sd > PV_NOISE_SHARE * (lung_level - air_mean)
             grown = _partial_volume(grown, smooth if noisy else hu, hu, candidates, depth, air_mean, lung_level,
                                     max(1, round(self.pv_near_mm / pixel_mm)), layers)
+        grown = _apart_from_lung(grown, hu, candidates, air_mean, [max(1, round(mm / pixel_mm)) for mm in LUNG_BESIDE_MM])
         return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
 
 
@@ -359,6 +373,34 @@ def _partial_volume(grown, level_hu, hu, candidates, depth, air_mean, lung_level
     grown = grown.copy()
     grown[box] = found
     return grown
+
+
+def _apart_from_lung(grown, hu, candidates, air_mean, ring_px) -> np.ndarray:
+    """``grown`` without the 3D components that read less than :data:`MIN_CONTRAST_HU` darker than
+    the lung beside them (the in-plane ring ``ring_px`` pixels out, lung-level voxels of the
+    candidates not in ``grown``), unless they read air-level themselves."""
+    labels, n = ndi.label(grown, np.ones((3, 3, 3), dtype=bool))
+    if n == 0:
+        return grown
+    near, far = (_in_plane_diamond(r) for r in ring_px)
+    beside = ~ndi.binary_dilation(grown, near) & candidates & (hu < LUNG_HU[1])
+    ring = ndi.grey_dilation(labels, footprint=far) * beside
+    index = np.arange(1, n + 1)
+    present = np.isin(index, np.unique(ring))
+    inside = np.asarray(ndi.median(hu, labels, index))
+    around = np.full(n, np.inf)
+    if present.any():
+        around[present] = ndi.median(hu, ring, index[present])
+    dark_lung = (around - inside < MIN_CONTRAST_HU) & (inside > air_mean + AIR_LEVEL_HU)
+    if not dark_lung.any():
+        return grown
+    return grown & ~np.isin(labels, index[dark_lung])
+
+
+def _in_plane_diamond(radius: int) -> np.ndarray:
+    """The in-plane (4-connected) diamond of ``radius`` pixels, as a 3D footprint one slice thick."""
+    yy, xx = np.ogrid[-radius: radius + 1, -radius: radius + 1]
+    return (np.abs(yy) + np.abs(xx) <= radius)[None]
 
 
 def _off_midline(labels, keep, affine, box, midline, mediastinum_mm) -> list[int]:

@@ -23,7 +23,7 @@ def anatomy(tcia_volume):
 
 def test_untouched_ct_has_at_most_5_ml_of_false_pleural_air(tcia_volume):
     proposal = propose_volume(ClassicalProposer(), tcia_volume)
-    assert proposal.completed and proposal.source == "classical-v7"
+    assert proposal.completed and proposal.source == "classical-v8"
     assert proposal.mask.sum() * tcia_volume.voxel_volume_ml <= 5.0
 
 
@@ -263,3 +263,39 @@ def test_a_large_pneumothorax_along_the_wall_needs_less_lung_beside_it():
     assert _pleural_shaped(**shaped, min_contact_px=10 ** 6) == []  # a short contact needs the full lung share
     hu[:, 5:10, 4:6] = 0.0
     assert _pleural_shaped(**shaped, min_contact_px=40) == []  # no aerated lung at all beside it: not pleural air
+
+
+def test_dark_lung_that_fades_into_the_lung_beside_it_is_not_pleural_air():
+    """A component is dropped when it reads less than MIN_CONTRAST_HU darker than the lung just beside
+    it, unless it reads air-level itself; a partial-volume rim, darker by more, is kept."""
+    from ptx_annotator.proposers.classical import MIN_CONTRAST_HU, _apart_from_lung
+
+    air_mean = -995.0
+    hu = np.full((3, 40, 90), -850.0, dtype=np.float32)
+    grown = np.zeros(hu.shape, dtype=bool)
+    boxes = {"dark lung": np.s_[:, 10:30, 5:20], "rim": np.s_[:, 10:30, 35:50], "air": np.s_[:, 10:30, 65:80]}
+    hu[:, 5:35, 0:25] = -900.0  # emphysematous lung around the dark pocket
+    hu[boxes["dark lung"]] = -900.0 - (MIN_CONTRAST_HU - 15)  # fades into it: 50 HU darker
+    hu[boxes["rim"]] = -850.0 - (MIN_CONTRAST_HU + 15)  # partial volume, yet 80 HU below the lung beside it
+    hu[:, 5:35, 60:85] = -960.0  # a pneumothorax beside emphysematous lung: air-level itself
+    hu[boxes["air"]] = air_mean
+    candidates = np.ones(hu.shape, dtype=bool)
+    for box in boxes.values():
+        grown[box] = True
+    kept = _apart_from_lung(grown, hu, candidates, air_mean, [1, 3])
+    assert not kept[boxes["dark lung"]].any()
+    assert kept[boxes["rim"]].all() and kept[boxes["air"]].all()
+
+
+def test_ignores_emphysema_on_a_thick_noisy_sharp_series():
+    """Emphysema on 8 mm sharp low-dose slices reads air-level in pockets along the wall; it fades into
+    the lung around it (classical-v7: 20.1 mL marked on this CT)."""
+    from ptx_annotator.io import load_volume
+
+    volume = load_volume(need(NRRD_CT))
+    spec = {"confounders": [{"kind": "emphysema", "side": "right", "seed": 98}],
+            "acquisition": {"slice_mm": 8.0, "noise_hu": 40.0, "kernel": "sharp", "seed": 99}}
+    case = simulate_case(volume, spec, anatomy=segment_thorax(volume))
+    assert case.confounder_mask.sum() * volume.voxel_volume_ml > 100  # emphysema there is
+    found = ClassicalProposer().segment(case.volume)
+    assert found.sum() * case.volume.voxel_volume_ml <= 5.0
