@@ -379,22 +379,37 @@ def _apart_from_lung(grown, hu, candidates, air_mean, ring_px) -> np.ndarray:
     """``grown`` without the 3D components that read less than :data:`MIN_CONTRAST_HU` darker than
     the lung beside them (the in-plane ring ``ring_px`` pixels out, lung-level voxels of the
     candidates not in ``grown``), unless they read air-level themselves."""
-    labels, n = ndi.label(grown, np.ones((3, 3, 3), dtype=bool))
-    if n == 0:
+    if not grown.any():
         return grown
-    near, far = (_in_plane_diamond(r) for r in ring_px)
-    beside = ~ndi.binary_dilation(grown, near) & candidates & (hu < LUNG_HU[1])
-    ring = ndi.grey_dilation(labels, footprint=far) * beside
-    index = np.arange(1, n + 1)
-    present = np.isin(index, np.unique(ring))
-    inside = np.asarray(ndi.median(hu, labels, index))
-    around = np.full(n, np.inf)
-    if present.any():
-        around[present] = ndi.median(hu, ring, index[present])
-    dark_lung = (around - inside < MIN_CONTRAST_HU) & (inside > air_mean + AIR_LEVEL_HU)
-    if not dark_lung.any():
+    near, far = ring_px
+    box = bounding_box(grown, margin=(0, far, far))
+    found, hu, candidates = grown[box], hu[box], candidates[box]
+    labels, n = ndi.label(found, np.ones((3, 3, 3), dtype=bool))
+    beside = ~ndi.binary_dilation(found, _in_plane_diamond(near)) & candidates & (hu < LUNG_HU[1])
+    ring = ndi.grey_dilation(labels, footprint=_in_plane_diamond(far)) * beside
+    inside, around = _medians(hu, labels, n), _medians(hu, ring, n)  # NaN: no lung beside it
+    dark_lung = np.flatnonzero((around - inside < MIN_CONTRAST_HU) & (inside > air_mean + AIR_LEVEL_HU)) + 1
+    if dark_lung.size == 0:
         return grown
-    return grown & ~np.isin(labels, index[dark_lung])
+    grown = grown.copy()
+    grown[box] &= ~np.isin(labels, dark_lung)
+    return grown
+
+
+def _medians(values, labels, n) -> np.ndarray:
+    """Median of ``values`` over each label 1..n (NaN for a label with no voxel), sorting only the labelled voxels."""
+    where = labels > 0
+    label, value = labels[where], values[where]
+    order = np.lexsort((value, label))
+    label, value = label[order], value[order].astype(np.float64)
+    counts = np.bincount(label, minlength=n + 1)[1:]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    out = np.full(n, np.nan)
+    has = counts > 0
+    low = starts[has] + (counts[has] - 1) // 2
+    high = starts[has] + counts[has] // 2
+    out[has] = 0.5 * (value[low] + value[high])
+    return out
 
 
 def _in_plane_diamond(radius: int) -> np.ndarray:

@@ -299,3 +299,19 @@ def test_ignores_emphysema_on_a_thick_noisy_sharp_series():
     assert case.confounder_mask.sum() * volume.voxel_volume_ml > 100  # emphysema there is
     found = ClassicalProposer().segment(case.volume)
     assert found.sum() * case.volume.voxel_volume_ml <= 5.0
+
+
+def test_medians_per_label_match_scipy():
+    """The per-component medians (sorting only the labelled voxels) are scipy's, NaN for an absent label."""
+    from scipy import ndimage as ndi
+
+    from ptx_annotator.proposers.classical import _medians
+
+    rng = np.random.default_rng(7)
+    values = rng.integers(-1000, 0, (4, 20, 20)).astype(np.float32)
+    labels = rng.integers(0, 6, values.shape)
+    labels[labels == 4] = 0  # label 4 absent, label 6 beyond the last one present
+    got = _medians(values, labels, 6)
+    want = [ndi.median(values, labels, i) if (labels == i).any() else np.nan for i in range(1, 7)]
+    np.testing.assert_allclose(got, want, equal_nan=True)
+    assert np.isnan(got[3]) and np.isnan(got[5])
