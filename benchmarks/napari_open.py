@@ -46,7 +46,15 @@ def main(argv: list[str]) -> int:
         import importlib
 
         sys.path.insert(0, str(args.plugin_dir.resolve().parent))
-        ReviewWidget = importlib.import_module(f"{args.plugin_dir.name}._review_widget").ReviewWidget
+        package = args.plugin_dir.name
+        if package == "napari":
+            print("error: --plugin-dir names its folder 'napari', which would shadow napari itself; "
+                  "copy it to a folder of another name (e.g. napari_before)", file=sys.stderr)
+            return 2
+        try:  # the widgets live in _qt/ since they were split from the Qt-free reader and layers
+            ReviewWidget = importlib.import_module(f"{package}._qt._review_widget").ReviewWidget
+        except ModuleNotFoundError:
+            ReviewWidget = importlib.import_module(f"{package}._review_widget").ReviewWidget
     else:
         try:
             from ptx_annotator.plugins.napari._qt._review_widget import ReviewWidget
@@ -160,11 +168,15 @@ def _time_bulk_accept(widget, session) -> None:
     if not hasattr(widget, "accept_range"):
         print("bulk accept: not in this version of the widget")
         return
+    import importlib
+
     import numpy as np
     from qtpy.QtWidgets import QApplication
 
-    from ptx_annotator.plugins.napari._qt import _dialogs
     from ptx_annotator.proposers.contract import SliceResult
+
+    # the dialogs beside the widget's own module: the installed plugin's, or --plugin-dir's copy
+    _dialogs = importlib.import_module(f"{type(widget).__module__.rpartition('.')[0]}._dialogs")
 
     n = session.n_slices
     session.begin_proposal("benchmark-air", {"rule": "HU < -950 (a stand-in proposal for the timing)"},
