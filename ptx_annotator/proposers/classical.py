@@ -316,7 +316,8 @@ class ClassicalProposer:
             noisy = air_sd > PV_NOISE_SHARE * (lung_level - air_mean)
             grown = _partial_volume(grown, smooth if noisy else hu, hu, candidates, depth, air_mean, lung_level,
                                     max(1, round(self.pv_near_mm / pixel_mm)), layers)
-        grown = _apart_from_lung(grown, hu, candidates, air_mean, [max(1, round(mm / pixel_mm)) for mm in LUNG_BESIDE_MM])
+        ring_px = [max(1, round(mm / pixel_mm)) for mm in LUNG_BESIDE_MM]
+        grown = _apart_from_lung(grown, hu, candidates, air_mean, ring_px)
         return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
 
 
