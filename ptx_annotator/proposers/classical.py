@@ -44,7 +44,13 @@ chest wall. The steps, all in one 3D pre-pass:
 7. Apart from the lung: air found that reads no darker than the lung just beside it, by less than
    ``MIN_CONTRAST_HU`` (and is not air-level itself), is dark lung fading into lung, such as
    emphysema along the wall, not a space between wall and lung; it is dropped.
-8. Clean-up: small holes filled, components below ``min_component_ml`` dropped.
+8. Up to the pleural line: where a thin pneumothorax crosses an oblique wall (the apex, the base,
+   the mediastinal surface) its slab is only partly air and reads at the lung's own level, but it
+   still lies between the wall and the visceral pleural line. From the air found, growth follows
+   the wall in-plane through voxels no brighter than half way between this side's lung and a
+   pleural line, layer by layer bounded inwards by that line (as in step 2). Not where the kernel
+   undershoots at the wall: its dark halo with the ringing inside it is that same pattern.
+9. Clean-up: small holes filled, components below ``min_component_ml`` dropped.
 """
 
 from __future__ import annotations
@@ -144,10 +150,10 @@ class ClassicalProposer:
         Partial-volume growth (off when ``pv_zone_mm`` is 0) and how far (3D) it reaches from the air found.
     """
 
-    #: v8: air that fades into the lung beside it is dropped (v7: the costophrenic recess judged by its
-    #: median; v6: the pleural line past the rim zone, sheets on the floor, the halo; a kept v7
-    #: proposal is not this one)
-    source_id = "classical-v8"
+    #: v9: the air found is followed along the wall up to the pleural line (v8: air that fades into the
+    #: lung beside it is dropped; v7: the costophrenic recess judged by its median; v6: the pleural
+    #: line past the rim zone, sheets on the floor, the halo; a kept v8 proposal is not this one)
+    source_id = "classical-v9"
 
     def __init__(self, air_threshold_hu: float = -950.0, core_margin_hu: float = 35.0, min_core_ml: float = 2.0,
                  wall_band_mm: float = 3.5, grow_sd: float = 3.0, near_core_mm: float = 7.0,
@@ -318,6 +324,8 @@ class ClassicalProposer:
                                     max(1, round(self.pv_near_mm / pixel_mm)), layers)
         ring_px = [max(1, round(mm / pixel_mm)) for mm in LUNG_BESIDE_MM]
         grown = _apart_from_lung(grown, hu, candidates, air_mean, ring_px)
+        if not undershoot:
+            grown = _to_the_pleural_line(grown, hu, candidates, depth, line, layers, reach_px, lung_level)
         return _clean(grown, volume.spacing, self.min_component_ml, self.max_hole_mm2)
 
 
@@ -395,6 +403,23 @@ def _apart_from_lung(grown, hu, candidates, air_mean, ring_px) -> np.ndarray:
     grown = grown.copy()
     grown[box] &= ~np.isin(labels, dark_lung)
     return grown
+
+
+def _to_the_pleural_line(grown, hu, candidates, depth, line, layers, reach_px, lung_level) -> np.ndarray:
+    """``grown`` followed in-plane along the wall (the outer ``layers``) through the voxels that read
+    below the midpoint of ``lung_level`` and :data:`PLEURAL_LINE_HU` and are bounded inwards, layer
+    by layer within ``reach_px``, by the pleural ``line`` (:func:`_wall_air`).
+
+    A thin pneumothorax where the wall runs oblique to the slices fills only part of each slab, so
+    it reads like the lung; it is still a space between the wall and the visceral pleura. Grown
+    only from air found: a lung-level band along a line elsewhere (a vessel beside the wall) is
+    no evidence on its own.
+    """
+    if not grown.any():
+        return grown
+    band = candidates & (depth <= layers) & (hu < 0.5 * (lung_level + PLEURAL_LINE_HU))
+    bounded = _wall_air(band, line, depth, layers, np.zeros_like(grown), reach_px)
+    return ndi.binary_propagation(grown, _IN_PLANE_4, mask=grown | bounded)
 
 
 def _medians(values, labels, n) -> np.ndarray:

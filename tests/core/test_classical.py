@@ -23,7 +23,7 @@ def anatomy(tcia_volume):
 
 def test_untouched_ct_has_at_most_5_ml_of_false_pleural_air(tcia_volume):
     proposal = propose_volume(ClassicalProposer(), tcia_volume)
-    assert proposal.completed and proposal.source == "classical-v8"
+    assert proposal.completed and proposal.source == "classical-v9"
     assert proposal.mask.sum() * tcia_volume.voxel_volume_ml <= 5.0
 
 
@@ -95,7 +95,8 @@ def test_finds_a_rim_blurred_by_a_smooth_kernel_under_noise(tcia_volume, anatomy
     """A smooth kernel and 30 HU of noise: a 2 mm rim reads only a little darker than the lung.
 
     It is still a dark layer along the wall with the (blurred) visceral pleural line inside it,
-    judged against this side's own lung level.
+    judged against this side's own lung level; where the wall runs oblique to the slices it reads
+    at the lung's level, and is followed from the air found up to its line (classical-v8: Dice 0.67).
     """
     spec = {"pneumothorax": [{"side": "right", "rim_mm": 2.0, "seed": 32}],
             "acquisition": {"noise_hu": 30.0, "kernel": "smooth", "seed": 33}}
@@ -103,7 +104,8 @@ def test_finds_a_rim_blurred_by_a_smooth_kernel_under_noise(tcia_volume, anatomy
     found = ClassicalProposer().segment(case.volume).astype(bool)
     truth = case.mask.astype(bool)
     assert (found & truth).sum() >= 0.4 * truth.sum()  # detected
-    assert dice(found, truth) >= 0.6
+    assert dice(found, truth) >= 0.72
+    assert (found & ~truth).sum() * case.volume.voxel_volume_ml < 20
 
 
 @pytest.mark.parametrize("side, extent, seeds, covered", [("left", "surface", (67, 68), 0.55),
@@ -142,6 +144,33 @@ def test_a_dark_layer_is_bounded_by_a_pleural_line_lying_past_the_rim_zone():
         dark, line = _layer_medians(hu, depth, 6, 5, (-870.0,), (-700.0,), deeper=deeper)
         found = _wall_air(dark, line, depth, 6, np.zeros_like(hemi), 3)
         assert np.array_equal(found, expected), deeper
+
+
+def test_a_lung_level_band_up_to_the_pleural_line_continues_the_air_found():
+    """Between the wall and a pleural line, a band reading at the lung's level is taken where it
+    continues air found along the wall; not where no air was found on its slice, not without the
+    line, and not its voxels brighter than half way between lung and line."""
+    from scipy import ndimage as ndi
+
+    from ptx_annotator.proposers.classical import _IN_PLANE_4, PLEURAL_LINE_HU, _to_the_pleural_line
+
+    hemi = np.ones((3, 40, 30), dtype=bool)
+    hemi[:, :, :2] = False  # the chest wall: columns 0 and 1
+    depth = ndi.distance_transform_cdt(hemi, metric=_IN_PLANE_4)
+    hu = np.full(hemi.shape, -850.0, dtype=np.float32)  # aerated lung, and the band at its level
+    hu[:2, :, 5] = -300.0  # the visceral pleural line at depth 4, on slices 0 and 1
+    hu[2, :, 5] = -850.0  # slice 2: no line
+    hu[0, 30, 3] = -700.0  # a band voxel brighter than half way between lung and line
+    grown = np.zeros(hemi.shape, dtype=bool)
+    grown[[0, 2], :20, 2:5] = True  # air found on slices 0 and 2, rows 0-19, depths 1-3
+    hu[grown] = -1000.0
+    line = hemi & (hu > PLEURAL_LINE_HU) & (depth <= 9)
+    out = _to_the_pleural_line(grown, hu, hemi, depth, line, 6, 3, -860.0)
+    band = np.zeros(hemi.shape, dtype=bool)
+    band[0, 20:, 2:5] = True
+    band[0, 30, 3] = False
+    assert np.array_equal(out & ~grown, band)  # slice 0: the band continues the air found, up to the line
+    assert not out[1].any() and np.array_equal(out[2], grown[2])  # slice 1: no air found; slice 2: no line
 
 
 def test_layer_medians_and_square_dilation_match_brute_force():
